@@ -1,0 +1,45 @@
+//! What a record is found by: the search index entries extracted from a resource when it is
+//! written. The store keeps them in one table per kind; the FHIR layer decides what goes in.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// The index entries of one resource version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchIndex {
+    pub strings: Vec<StringEntry>,
+    pub tokens: Vec<TokenEntry>,
+    pub dates: Vec<DateEntry>,
+    pub references: Vec<ReferenceEntry>,
+}
+
+/// A folded string (see [`crate::names::fold`]) matched by prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StringEntry {
+    pub param: &'static str,
+    pub value: String,
+}
+
+/// A code, optionally qualified by its system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenEntry {
+    pub param: &'static str,
+    pub system: String,
+    pub code: String,
+}
+
+/// A period; a date without time covers its whole day, both ends inclusive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateEntry {
+    pub param: &'static str,
+    pub low: DateTime<Utc>,
+    pub high: DateTime<Utc>,
+}
+
+/// A reference to another resource held by Kiorex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceEntry {
+    pub param: &'static str,
+    pub target_type: String,
+    pub target_id: Uuid,
+}
