@@ -69,10 +69,18 @@ pub fn default_reference_date() -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, 7, 1).expect("valid date")
 }
 
+/// Multiplier of the national-id permutation (coprime with 10^9).
+const NID_STEP: u64 = 387_420_489;
+const NID_SPACE: u64 = 1_000_000_000;
+
 /// Seeded generator of synthetic FHIR R4 resources and transaction bundles.
 pub struct Synth {
     rng: StdRng,
     today: NaiveDate,
+    /// Index (within the whole data set) of the next generated patient.
+    next_patient: u64,
+    /// Seed-dependent start of the national-id sequence.
+    nid_offset: u64,
 }
 
 /// The patient that clinical resources refer to.
@@ -99,7 +107,21 @@ impl Synth {
         Self {
             rng: StdRng::seed_from_u64(seed),
             today,
+            next_patient: 0,
+            nid_offset: mix(seed) % NID_SPACE,
         }
+    }
+
+    /// A generator for part `part` of a large data set built in independent
+    /// pieces (e.g. one per transaction). Parts have their own random stream,
+    /// and national ids stay unique across all parts of the same `seed` as
+    /// long as no part makes more than `patients_per_part` patients (and the
+    /// whole set stays below 10^9 patients).
+    pub fn for_part(seed: u64, part: u64, patients_per_part: u64) -> Self {
+        let mut synth = Self::new(mix(seed ^ mix(part)));
+        synth.next_patient = part.wrapping_mul(patients_per_part);
+        synth.nid_offset = mix(seed) % NID_SPACE;
+        synth
     }
 
     /// The date ages and encounter dates are relative to.
@@ -224,7 +246,7 @@ impl Synth {
         } else {
             names::FAMILY
         };
-        *self.pick(pool)
+        self.pick::<&str>(pool)
     }
 
     fn birth_date(&mut self) -> NaiveDate {
@@ -238,8 +260,11 @@ impl Synth {
         format!("+1-555-{exchange:03}-{line:04}")
     }
 
+    /// `NID` + 9 digits, unique per patient index (a permutation of 0..10^9).
     fn national_id(&mut self) -> String {
-        format!("NID{:09}", self.rng.gen_range(0..1_000_000_000u32))
+        let index = self.next_patient % NID_SPACE;
+        self.next_patient += 1;
+        format!("NID{:09}", (index * NID_STEP + self.nid_offset) % NID_SPACE)
     }
 
     fn address(&mut self) -> Value {
@@ -436,6 +461,14 @@ impl Synth {
             "performedDateTime": datetime(self.moment(visit)),
         })
     }
+}
+
+/// SplitMix64 finaliser: spreads related seeds over the whole `u64` range.
+fn mix(value: u64) -> u64 {
+    let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn bundle(entries: Vec<Value>) -> Value {

@@ -191,7 +191,8 @@ fn encounters_are_finished_ambulatory_after_birth() {
         let end = DateTime::parse_from_rfc3339(encounter["period"]["end"].as_str().unwrap());
         let (start, end) = (start.unwrap(), end.unwrap());
         assert!(start < end);
-        assert!(start.date_naive().to_string() >= birth.as_str().unwrap().to_owned());
+        let birth = NaiveDate::parse_from_str(birth.as_str().unwrap(), "%Y-%m-%d").unwrap();
+        assert!(start.date_naive() >= birth);
     }
 }
 
@@ -307,4 +308,22 @@ fn name_fragments_match_family_names() {
         distinct.insert(fragment);
     }
     assert!(distinct.len() > 20);
+}
+
+#[test]
+fn national_ids_are_unique_across_parts() {
+    let mut seen = HashSet::new();
+    for part in 0..50 {
+        let bundle = Synth::for_part(1, part, 100).patient_bundle(100, 0);
+        for patient in resources(&bundle, "Patient") {
+            let id = patient["identifier"][0]["value"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(seen.insert(id), "duplicate national id");
+        }
+    }
+    let first = Synth::for_part(1, 0, 100).patient_bundle(3, 2);
+    assert_eq!(first, Synth::for_part(1, 0, 100).patient_bundle(3, 2));
+    assert_ne!(first, Synth::for_part(1, 1, 100).patient_bundle(3, 2));
 }

@@ -1,0 +1,68 @@
+//! The resource types Kiorex holds, and what protects each.
+
+use kiorex_domain::permission::Resource;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    Patient,
+    Practitioner,
+    Organization,
+    Encounter,
+    Observation,
+    Condition,
+    AllergyIntolerance,
+    MedicationRequest,
+    Procedure,
+}
+
+impl ResourceKind {
+    pub const ALL: [ResourceKind; 9] = [
+        ResourceKind::Patient,
+        ResourceKind::Practitioner,
+        ResourceKind::Organization,
+        ResourceKind::Encounter,
+        ResourceKind::Observation,
+        ResourceKind::Condition,
+        ResourceKind::AllergyIntolerance,
+        ResourceKind::MedicationRequest,
+        ResourceKind::Procedure,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceKind::Patient => "Patient",
+            ResourceKind::Practitioner => "Practitioner",
+            ResourceKind::Organization => "Organization",
+            ResourceKind::Encounter => "Encounter",
+            ResourceKind::Observation => "Observation",
+            ResourceKind::Condition => "Condition",
+            ResourceKind::AllergyIntolerance => "AllergyIntolerance",
+            ResourceKind::MedicationRequest => "MedicationRequest",
+            ResourceKind::Procedure => "Procedure",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ResourceKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The permission resource that guards this type (`patient:read`, `observation:write`, …).
+    pub fn guarded_by(self) -> Resource {
+        match self {
+            ResourceKind::Patient => Resource::Patient,
+            ResourceKind::Practitioner => Resource::Practitioner,
+            ResourceKind::Organization => Resource::Facility,
+            ResourceKind::Encounter => Resource::Encounter,
+            ResourceKind::Observation => Resource::Observation,
+            ResourceKind::Condition => Resource::Condition,
+            ResourceKind::AllergyIntolerance => Resource::Allergy,
+            ResourceKind::MedicationRequest => Resource::Medication,
+            ResourceKind::Procedure => Resource::Procedure,
+        }
+    }
+
+    /// Whether the type belongs to a patient's record (its facility is the patient's).
+    pub fn in_patient_compartment(self) -> bool {
+        !matches!(self, ResourceKind::Patient | ResourceKind::Practitioner | ResourceKind::Organization)
+    }
+}
