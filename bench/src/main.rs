@@ -7,6 +7,7 @@ mod load;
 mod report;
 mod run;
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -30,8 +31,11 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Prints a bundle; a closed pipe (e.g. `| head`) is not an error.
 fn sample(args: &SampleArgs) -> anyhow::Result<()> {
     let bundle = Synth::new(args.seed).patient_bundle(args.patients, args.records);
-    println!("{bundle:#}");
-    Ok(())
+    match writeln!(io::stdout(), "{bundle:#}") {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        result => Ok(result?),
+    }
 }

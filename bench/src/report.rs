@@ -39,7 +39,7 @@ impl Machine {
         json!({
             "cores": self.cores,
             "cpu": self.cpu,
-            "memory_gib": self.memory_gib,
+            "memory_gib": self.memory_gib.map(|gib| (gib * 10.0).round() / 10.0),
             "os": std::env::consts::OS,
             "arch": std::env::consts::ARCH,
         })
