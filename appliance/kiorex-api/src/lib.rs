@@ -1,1 +1,38 @@
+//! The HTTP surface of the `core` role: REST for the portals under `/api/v1`, FHIR R4 under
+//! `/fhir`, the OpenAPI document, and health. Handlers are thin: they extract, call the records
+//! service, and map the result; every patient-data path goes through an access check and the
+//! audit trail.
 
+pub mod audit;
+pub mod auth;
+pub mod error;
+pub mod fhir;
+pub mod health;
+pub mod openapi;
+pub mod records;
+pub mod registration;
+pub mod rest;
+pub mod state;
+
+pub use state::{ApiSettings, AppState};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use http::HeaderName;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole router of the `core` role.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.max_body_bytes;
+    Router::new()
+        .merge(health::routes())
+        .nest("/api/v1", rest::routes())
+        .nest("/fhir", fhir::routes())
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(error::catch_unhandled))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}

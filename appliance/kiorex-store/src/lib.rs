@@ -95,6 +95,26 @@ impl Store {
         self.run(|conn| conn.transaction(work)).await
     }
 
+    /// Runs `work` in one transaction that commits only when it returns `Ok`; any error, the
+    /// caller's own included, rolls everything back.
+    pub async fn transaction_with<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + From<diesel::result::Error> + Send + 'static,
+        F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut pooled = pool.get().map_err(StoreError::from)?;
+            let conn: &mut PgConnection = &mut pooled;
+            conn.transaction(work)
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Unavailable(format!("store task failed: {e}"))))?
+    }
+
     /// A connection for synchronous callers (the CLI).
     pub fn get(&self) -> StoreResult<Conn> {
         Ok(self.pool.get()?)

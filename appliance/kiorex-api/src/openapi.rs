@@ -1,0 +1,30 @@
+//! The OpenAPI 3 document of the REST surface, generated from the handlers (utoipa), served at
+//! `/api/v1/openapi.json` and checked into `docs/openapi.json` (a test fails when they differ).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Kiorex core REST API", description = "REST for the Kiorex portals. Clinical data is also served as FHIR R4 under /fhir (see /fhir/metadata)."),
+    paths(crate::rest::token, crate::rest::register, crate::rest::merge, crate::rest::unmerge, crate::rest::duplicates, crate::rest::list_facilities),
+    components(schemas(crate::rest::TokenRequest, crate::rest::TokenResponse, crate::rest::MergeRequest,
+        crate::registration::Registration, crate::registration::Address, crate::registration::Registered,
+        crate::registration::Candidate, crate::registration::Merged)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()));
+        }
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
