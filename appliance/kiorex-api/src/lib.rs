@@ -3,6 +3,7 @@
 //! service, and map the result; every patient-data path goes through an access check and the
 //! audit trail.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod error;

@@ -130,6 +130,11 @@ impl Store {
     }
 }
 
+/// One connection without a pool, for command-line tools.
+pub fn connect_once(url: &str) -> StoreResult<PgConnection> {
+    Ok(PgConnection::establish(url)?)
+}
+
 /// Applies every pending migration; returns the names of those applied.
 pub fn run_migrations(conn: &mut PgConnection) -> StoreResult<Vec<String>> {
     let applied = conn.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;

@@ -1,1 +1,369 @@
-fn main() {}
+//! `kiorex`: the one binary of the appliance. Roles and maintenance commands share the same code
+//! and the same configuration.
+
+mod config;
+mod logging;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use kiorex_api::{ApiSettings, AppState, audit::AuditSink, auth::TokenService};
+use kiorex_domain::permission::Role;
+use kiorex_store::Store;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "kiorex", version, about = "Kiorex hospital information platform: the appliance binary.",
+    long_about = "Kiorex hospital information platform: the appliance binary.\n\n\
+    Configuration comes from the file given with --config (default /etc/kiorex/kiorex.toml when it exists), \
+    then from KIOREX_<SECTION>__<KEY> environment variables, e.g. KIOREX_DATABASE__URL_FILE=/run/secrets/db.")]
+struct Cli {
+    /// The configuration file (TOML).
+    #[arg(long, global = true, env = "KIOREX_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a role of the appliance.
+    Serve {
+        #[command(subcommand)]
+        role: Role_,
+    },
+    /// Apply pending database migrations (run before starting a new version).
+    Migrate {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Check that this process's /health/ready answers (used by containers and systemd).
+    Healthcheck {
+        /// The address to check; by default the configured listen address.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Validate the configuration and check that PostgreSQL is reachable and migrated.
+    Configtest {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Manage facilities (hospitals, clinics) served by this appliance.
+    Facility {
+        #[command(subcommand)]
+        command: FacilityCommand,
+    },
+    /// Manage local accounts (break-glass administrators, sites without a directory).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Write a new Ed25519 key for signing access tokens (file mode 0600).
+    Keygen {
+        /// Where to write the private key (PKCS#8 PEM).
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+#[allow(non_camel_case_types)]
+enum Role_ {
+    /// The clinical core: REST and FHIR APIs for the LAN.
+    Core,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the whole hash chain and report the first changed, inserted or deleted entry.
+    Verify {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum FacilityCommand {
+    /// Create a facility (does nothing if one with this code exists).
+    Create {
+        /// Short code used in MRNs, 2 to 10 capital letters or digits (e.g. GEN).
+        #[arg(long)]
+        code: String,
+        /// Full name, e.g. "General Hospital".
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// List facilities.
+    List {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a local account, or reset its password and roles.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// The name shown in the portal.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// A file holding the password (never pass passwords on the command line).
+        #[arg(long)]
+        password_file: PathBuf,
+        /// ROLE@FACILITY_CODE, repeatable, e.g. --grant physician@GEN --grant nurse@NORTH.
+        /// Roles: physician, nurse, front-desk, pharmacist, lab-technician, billing, auditor, it-admin, administrator.
+        #[arg(long = "grant", required = true)]
+        grants: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("kiorex: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<config::Config> {
+    let default = PathBuf::from("/etc/kiorex/kiorex.toml");
+    let file = path.cloned().or_else(|| default.exists().then_some(default));
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    config::load(file.as_deref(), &env).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
+        anyhow::anyhow!("the configuration is not valid (KX-CFG-001):\n{}", lines.join("\n"))
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Keygen { out, force } => keygen(&out, force),
+        Command::Healthcheck { url } => healthcheck(url, cli.config.as_ref()),
+        command => {
+            let config = load_config(cli.config.as_ref())?;
+            logging::init(config.log_format, &config.log_level);
+            match command {
+                Command::Serve { role: Role_::Core } => serve_core(config),
+                Command::Migrate { output } => migrate(&config, output),
+                Command::Configtest { output } => configtest(&config, output),
+                Command::Audit { command: AuditCommand::Verify { output } } => audit_verify(&config, output),
+                Command::Facility { command } => facility(&config, command),
+                Command::User { command } => user(&config, command),
+                Command::Keygen { .. } | Command::Healthcheck { .. } => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+fn connect(config: &config::Config, size: u32) -> Result<Store> {
+    Store::connect(&config.database_url, size).map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL (KX-DB-001): {e}"))
+}
+
+/// One connection for a command-line task.
+fn connect_once(config: &config::Config) -> Result<diesel::PgConnection> {
+    kiorex_store::connect_once(&config.database_url).map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL (KX-DB-001): {e}"))
+}
+
+fn serve_core(config: config::Config) -> Result<()> {
+    let pending = kiorex_store::pending_migrations(&mut connect_once(&config)?)?;
+    let store = connect(&config, config.pool_size)?;
+    if !pending.is_empty() {
+        bail!("{} database migration(s) are pending (KX-DB-002): run `kiorex migrate` first; pending: {}", pending.len(), pending.join(", "));
+    }
+    let tokens = TokenService::from_pem(&config.token_signing_key, config.token_ttl_seconds)
+        .map_err(|e| anyhow::anyhow!("auth.token_signing_key: {e} (create one with `kiorex keygen`)"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(config.pool_size as usize + 8).build()?;
+    runtime.block_on(async move {
+        let state = AppState {
+            audit: AuditSink::start(store.clone()),
+            store,
+            tokens: Arc::new(tokens),
+            settings: Arc::new(ApiSettings {
+                base_url: config.base_url.clone(),
+                max_body_bytes: config.max_body_bytes,
+                token_ttl_seconds: config.token_ttl_seconds,
+            }),
+        };
+        let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {} (KX-NET-001)", config.listen))?;
+        tracing::info!(listen = %config.listen, version = env!("CARGO_PKG_VERSION"), "core is serving");
+        axum::serve(listener, kiorex_api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        tracing::info!("core stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+fn migrate(config: &config::Config, output: Output) -> Result<()> {
+    let applied = kiorex_store::run_migrations(&mut connect_once(config)?)?;
+    match output {
+        Output::Json => println!("{}", json!({"applied": applied})),
+        Output::Text if applied.is_empty() => println!("The database is up to date."),
+        Output::Text => applied.iter().for_each(|m| println!("applied {m}")),
+    }
+    Ok(())
+}
+
+fn healthcheck(url: Option<String>, config_path: Option<&PathBuf>) -> Result<()> {
+    let url = match url {
+        Some(u) => u,
+        None => format!("http://{}", load_config(config_path)?.listen),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+        let response = client.get(format!("{}/health/ready", url.trim_end_matches('/'))).send().await.context("no answer")?;
+        if !response.status().is_success() {
+            bail!("not ready: HTTP {}", response.status());
+        }
+        println!("ready");
+        Ok(())
+    })
+}
+
+fn configtest(config: &config::Config, output: Output) -> Result<()> {
+    let mut checks = vec![("configuration", Ok("valid".to_owned()))];
+    let tokens = TokenService::from_pem(&config.token_signing_key, config.token_ttl_seconds).map(|_| "Ed25519 key loaded".to_owned());
+    checks.push(("auth.token_signing_key", tokens));
+    let database = connect_once(config).and_then(|mut conn| {
+        let pending = kiorex_store::pending_migrations(&mut conn)?;
+        Ok(if pending.is_empty() { "reachable, migrations applied".to_owned() } else { format!("reachable, {} migration(s) pending: run `kiorex migrate`", pending.len()) })
+    });
+    checks.push(("database", database.map_err(|e| e.to_string())));
+    let failed = checks.iter().any(|(_, r)| r.is_err());
+    match output {
+        Output::Json => {
+            let items: Vec<_> = checks
+                .iter()
+                .map(|(name, r)| match r {
+                    Ok(m) => json!({"check": name, "status": "pass", "message": m}),
+                    Err(e) => json!({"check": name, "status": "fail", "message": e}),
+                })
+                .collect();
+            println!("{}", json!({"ok": !failed, "checks": items}));
+        }
+        Output::Text => {
+            for (name, r) in &checks {
+                match r {
+                    Ok(m) => println!("pass  {name}: {m}"),
+                    Err(e) => println!("FAIL  {name}: {e}"),
+                }
+            }
+        }
+    }
+    if failed { bail!("configtest failed") } else { Ok(()) }
+}
+
+fn audit_verify(config: &config::Config, output: Output) -> Result<()> {
+    let mut conn = connect_once(config)?;
+    let show_progress = output == Output::Text;
+    let verification = kiorex_store::audit::verify(&mut conn, |n| {
+        if show_progress {
+            eprint!("\rchecked {n} entries");
+        }
+    })?;
+    if show_progress {
+        eprintln!();
+    }
+    let broken = verification.first_break.as_ref().map(|b| format!("{b:?}"));
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({"ok": broken.is_none(), "entries": verification.entries, "head": verification.head.as_ref().map(|(s, h)| json!({"seq": s, "hash": h})), "break": broken})
+        ),
+        Output::Text => match (&broken, &verification.head) {
+            (Some(b), _) => println!("The audit log was TAMPERED WITH (KX-AUD-002): {b}"),
+            (None, Some((seq, hash))) => println!("The audit log is intact: {} entries; head {seq} {hash}\nRecord the head elsewhere: a later verify that ends before it means entries were cut off the end.", verification.entries),
+            (None, None) => println!("The audit log is empty."),
+        },
+    }
+    if broken.is_some() { std::process::exit(2) } else { Ok(()) }
+}
+
+fn facility(config: &config::Config, command: FacilityCommand) -> Result<()> {
+    let mut conn = connect_once(config)?;
+    match command {
+        FacilityCommand::Create { code, name, output } => {
+            let (facility, created) = kiorex_api::admin::ensure_facility(&mut conn, &operator(), &code, &name).map_err(anyhow::Error::msg)?;
+            match output {
+                Output::Json => println!("{}", json!({"id": facility.id, "code": facility.code, "name": facility.name, "created": created})),
+                Output::Text if created => println!("created facility {} ({}) with id {}", facility.code, facility.name, facility.id),
+                Output::Text => println!("facility {} already exists with id {}", facility.code, facility.id),
+            }
+        }
+        FacilityCommand::List { output } => {
+            let all = kiorex_store::facilities::all(&mut conn)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string(&all)?),
+                Output::Text => all.iter().for_each(|f| println!("{:<10} {}  {}", f.code, f.id, f.name)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn user(config: &config::Config, command: UserCommand) -> Result<()> {
+    let UserCommand::Create { username, display_name, password_file, grants } = command;
+    let password = std::fs::read_to_string(&password_file).with_context(|| format!("cannot read {}", password_file.display()))?;
+    let roles = grants
+        .iter()
+        .map(|g| {
+            let (role, code) = g.split_once('@').ok_or_else(|| anyhow::anyhow!("--grant {g:?} must look like ROLE@FACILITY_CODE"))?;
+            Ok((code.to_owned(), role.parse::<Role>().map_err(anyhow::Error::msg)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut conn = connect_once(config)?;
+    let display = display_name.unwrap_or_else(|| username.clone());
+    let id = kiorex_api::admin::upsert_user(&mut conn, &operator(), &username, &display, password.trim_end_matches('\n'), &roles)
+        .map_err(anyhow::Error::msg)?;
+    println!("account {username} ready (id {id})");
+    Ok(())
+}
+
+/// Who runs an administrative command, for the audit log.
+fn operator() -> String {
+    format!("cli:{}", std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into()))
+}
+
+fn keygen(out: &PathBuf, force: bool) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if out.exists() && !force {
+        bail!("{} exists; pass --force to replace it (tokens signed with the old key stop working)", out.display());
+    }
+    let pem = kiorex_api::auth::generate_signing_key_pem().map_err(anyhow::Error::msg)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(out)?;
+    file.write_all(pem.as_bytes())?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
