@@ -183,13 +183,11 @@ def test_postgres_archives_wal_to_ceph_with_credentials_from_a_secret(overlay, o
     assert sb["spec"]["cluster"]["name"] == cl["metadata"]["name"]
 
 
-def test_object_storage_endpoint_agrees_everywhere(overlay, objects):
-    (cl,) = [o for o in objects if o["kind"] == "Cluster"]
-    pg_endpoint = cl["spec"]["backup"]["barmanObjectStore"]["endpointURL"]
-    for name in ("kiorex-core", "kiorex-worker"):
-        d = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
-        env = {e["name"]: e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
-        assert env["KIOREX_STORAGE__ENDPOINT"] == pg_endpoint, name
+def test_core_base_url_is_the_lan_portal_host(objects):
+    core = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "kiorex-core")
+    env = {e["name"]: e["value"] for e in core["spec"]["template"]["spec"]["containers"][0]["env"]}
+    lan = next(o for o in objects if o["kind"] == "Ingress" and o["metadata"]["namespace"] == "kiorex-clinical")
+    assert env["KIOREX_SERVER__BASE_URL"] == f'https://{lan["spec"]["rules"][0]["host"]}'
 
 
 def test_meilisearch_is_a_statefulset_with_its_key_in_a_file(objects):
