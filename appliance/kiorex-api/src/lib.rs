@@ -20,6 +20,7 @@ pub use state::{ApiSettings, AppState};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use http::HeaderName;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -31,7 +32,10 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .nest("/api/v1", rest::routes())
         .nest("/fhir", fhir::routes())
-        .layer(DefaultBodyLimit::max(body_limit))
+        // Refuse an announced oversized body from its Content-Length, before reading any of it;
+        // bodies without a length are cut off when they pass the limit.
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(axum::middleware::from_fn(error::catch_unhandled))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
