@@ -3,14 +3,17 @@
 //! - [`postgres()`]: one PostgreSQL cluster per test process (initdb + postgres on a free port;
 //!   as root, run as the `postgres` system user because initdb refuses root). A template
 //!   database is migrated once; every test gets its own copy ([`fresh_database`]).
+//! - [`Site`]: the `kiorex` binary as a process against its own database.
 //! - [`TestApp::spawn`]: the core API in-process on port 0 with its own database, two facilities
 //!   and a few staff accounts, plus typed helpers to call it as one of them.
 
 mod app;
 mod postgres;
+mod process;
 
 pub use app::{Reply, TestApp, User};
-pub use postgres::{Postgres, fresh_database, postgres};
+pub use postgres::{Postgres, empty_database, fresh_database, postgres};
+pub use process::{ADMIN, ADMIN_PASSWORD, Core, Finished, Site};
 
 /// The `kiorex` binary built alongside the tests (`KIOREX_BIN` overrides).
 pub fn kiorex_binary() -> std::path::PathBuf {

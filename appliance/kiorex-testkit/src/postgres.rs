@@ -46,6 +46,14 @@ pub fn fresh_database() -> String {
     unreachable!()
 }
 
+/// A new, empty database (no schema): for migration tests.
+pub fn empty_database() -> String {
+    let pg = postgres();
+    let name = format!("e_{}", uuid::Uuid::new_v4().simple());
+    pg.psql("postgres", &format!("CREATE DATABASE {name}")).expect("create database");
+    pg.url(&name)
+}
+
 fn pg_bin() -> PathBuf {
     if let Some(dir) = std::env::var_os("KIOREX_TEST_PG_BIN") {
         return dir.into();
@@ -137,11 +145,12 @@ impl Postgres {
         format!("postgres://kiorex@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// Runs one SQL statement as the superuser.
+    /// Runs SQL statements as the superuser.
     pub fn psql(&self, database: &str, sql: &str) -> Result<(), String> {
-        use diesel::{Connection, RunQueryDsl};
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
         let mut conn = diesel::PgConnection::establish(&self.url(database)).map_err(|e| e.to_string())?;
-        diesel::sql_query(sql).execute(&mut conn).map(|_| ()).map_err(|e| e.to_string())
+        conn.batch_execute(sql).map_err(|e| e.to_string())
     }
 
     fn stop(&self) {

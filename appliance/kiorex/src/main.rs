@@ -257,7 +257,11 @@ fn configtest(config: &config::Config, output: Output) -> Result<()> {
     checks.push(("auth.token_signing_key", tokens));
     let database = connect_once(config).and_then(|mut conn| {
         let pending = kiorex_store::pending_migrations(&mut conn)?;
-        Ok(if pending.is_empty() { "reachable, migrations applied".to_owned() } else { format!("reachable, {} migration(s) pending: run `kiorex migrate`", pending.len()) })
+        if pending.is_empty() {
+            Ok("reachable, migrations applied".to_owned())
+        } else {
+            Err(anyhow::anyhow!("reachable, but {} migration(s) pending: run `kiorex migrate` (KX-DB-002)", pending.len()))
+        }
     });
     checks.push(("database", database.map_err(|e| e.to_string())));
     let failed = checks.iter().any(|(_, r)| r.is_err());
