@@ -1,0 +1,428 @@
+//! Single-node mode: PostgreSQL in the data directory (on a Unix socket only, password auth),
+//! `kiorex migrate`, a demo facility and administrator, `kiorex serve core`, and synthetic
+//! patients on first start. Safe to run again: what exists is reused.
+
+use crate::Output;
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Where the appliance keeps its database, keys and logs.
+    #[arg(long, default_value = ".kiorex")]
+    data_dir: PathBuf,
+    /// Address the core API listens on; 127.0.0.1 keeps it to this machine, 0.0.0.0 opens it to the LAN.
+    #[arg(long, default_value = "127.0.0.1")]
+    listen: String,
+    /// Port of the core API.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Synthetic patients (with encounters, vitals, diagnoses …) to load on first start; 0 for none.
+    #[arg(long, default_value_t = 300)]
+    demo_patients: usize,
+    /// The kiorex binary (default: the one next to kiorexctl).
+    #[arg(long)]
+    kiorex_bin: Option<PathBuf>,
+    /// Start, print the details and return, leaving the services running (stop with `kiorexctl up --stop`).
+    #[arg(long)]
+    detach: bool,
+    /// Stop services started with --detach.
+    #[arg(long)]
+    stop: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+const ADMIN: &str = "admin";
+const FACILITY_CODE: &str = "DEMO";
+
+/// The layout of the data directory.
+struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    fn pg_data(&self) -> PathBuf {
+        self.root.join("postgres/data")
+    }
+    fn pg_run(&self) -> PathBuf {
+        self.root.join("postgres/run")
+    }
+    fn secrets(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+    fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    fn core_pid(&self) -> PathBuf {
+        self.root.join("core.pid")
+    }
+}
+
+pub fn run(args: UpArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let layout = Layout { root: args.data_dir.canonicalize()? };
+    if args.stop {
+        return stop(&layout, &args);
+    }
+    let progress = Steps::new(args.output == Output::Text);
+    let kiorex = kiorex_binary(args.kiorex_bin.clone())?;
+    let bin = postgres_bin()?;
+
+    progress.step("PostgreSQL");
+    let database_url = start_postgres(&layout, &bin)?;
+    let key = layout.secrets().join("token-signing-key.pem");
+    let env = CoreEnv { database_url, key: key.clone(), listen: format!("{}:{}", args.listen, args.port) };
+    if !key.exists() {
+        env.kiorex(&kiorex, &["keygen", "--out", path(&key)?])?;
+    }
+    progress.step("database migrations");
+    env.kiorex(&kiorex, &["migrate"])?;
+    progress.step("demo facility and administrator");
+    env.kiorex(&kiorex, &["facility", "create", "--code", FACILITY_CODE, "--name", "Kiorex Demo Hospital"])?;
+    let password = admin_password(&layout)?;
+    env.kiorex(&kiorex, &["user", "create", "--username", ADMIN, "--display-name", "Demo Administrator", "--password-file",
+        path(&layout.secrets().join("admin-password"))?, "--grant", &format!("administrator@{FACILITY_CODE}")])?;
+
+    progress.step("core");
+    let mut core = env.start_core(&kiorex, &layout, args.detach)?;
+    let base = format!("http://{}:{}", if args.listen == "0.0.0.0" { "127.0.0.1" } else { &args.listen }, args.port);
+    wait_ready(&base, &mut core)?;
+    let marker = layout.root.join("demo-loaded");
+    if args.demo_patients > 0 && !marker.exists() {
+        progress.step(&format!("loading {} demo patients", args.demo_patients));
+        load_demo(&base, &password, args.demo_patients, args.output == Output::Text)?;
+        std::fs::write(&marker, args.demo_patients.to_string())?;
+    }
+    report(&args, &layout, &base, &password);
+    if args.detach {
+        std::fs::write(layout.core_pid(), core.id().to_string())?;
+        return Ok(());
+    }
+    wait_for_stop_signal();
+    eprintln!("stopping …");
+    terminate(&mut core);
+    stop_postgres(&layout, &bin);
+    Ok(())
+}
+
+/// Prints numbered steps (text mode only).
+struct Steps {
+    show: bool,
+    started: Instant,
+}
+
+impl Steps {
+    fn new(show: bool) -> Steps {
+        Steps { show, started: Instant::now() }
+    }
+    fn step(&self, what: &str) {
+        if self.show {
+            eprintln!("[{:>5.1}s] {what}", self.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+fn report(args: &UpArgs, layout: &Layout, base: &str, password: &str) {
+    let password_file = layout.secrets().join("admin-password");
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            json!({"url": base, "fhir": format!("{base}/fhir"), "openapi": format!("{base}/api/v1/openapi.json"),
+                   "username": ADMIN, "password_file": password_file, "facility": FACILITY_CODE, "data_dir": layout.root, "detached": args.detach})
+        ),
+        Output::Text => {
+            println!();
+            println!("Kiorex is running (single node).");
+            println!("  Core API:      {base}   (health: {base}/health/ready)");
+            println!("  FHIR R4:       {base}/fhir/metadata");
+            println!("  REST OpenAPI:  {base}/api/v1/openapi.json");
+            println!("  Demo login:    {ADMIN} / {password}   (facility {FACILITY_CODE}; also in {})", password_file.display());
+            println!("  Try:           curl -s -X POST {base}/api/v1/auth/token -H 'content-type: application/json' \\");
+            println!("                   -d '{{\"username\":\"{ADMIN}\",\"password\":\"{password}\"}}'");
+            println!("  Data and logs: {}", layout.root.display());
+            if args.detach {
+                println!("Stop it with: kiorexctl up --stop --data-dir {}", layout.root.display());
+            } else {
+                println!("Press Ctrl-C to stop.");
+            }
+        }
+    }
+}
+
+fn path(p: &Path) -> Result<&str> {
+    p.to_str().ok_or_else(|| anyhow::anyhow!("{} is not valid UTF-8", p.display()))
+}
+
+fn kiorex_binary(given: Option<PathBuf>) -> Result<PathBuf> {
+    let candidate = match given {
+        Some(p) => p,
+        None => std::env::current_exe()?.parent().map(|d| d.join("kiorex")).context("cannot locate kiorex")?,
+    };
+    if !candidate.exists() {
+        bail!("the kiorex binary is not at {} (build it, or pass --kiorex-bin)", candidate.display());
+    }
+    Ok(candidate)
+}
+
+/// The PostgreSQL server binaries of this machine.
+fn postgres_bin() -> Result<PathBuf> {
+    let from_config = Command::new("pg_config").arg("--bindir").output().ok().filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if let Some(dir) = from_config.filter(|d| d.join("initdb").exists()) {
+        return Ok(dir);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|e| e.filter_map(|x| x.ok().map(|x| x.path().join("bin"))).filter(|p| p.join("initdb").exists()).collect())
+        .unwrap_or_default();
+    found.sort();
+    found.pop().context("PostgreSQL server is not installed (KX-UP-001): on Debian/Ubuntu run `apt-get install postgresql`")
+}
+
+/// The unprivileged account PostgreSQL runs as when we are root (it refuses to run as root).
+fn postgres_user() -> Option<(u32, u32)> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new("postgres").ok()?;
+    // SAFETY: getpwnam returns static storage or null; it is read at once.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    // SAFETY: checked for null before reading.
+    (!pw.is_null()).then(|| unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+fn pg_command(program: PathBuf) -> Command {
+    let mut cmd = Command::new(program);
+    if let Some((uid, gid)) = postgres_user() {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn owned_by_postgres(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if let Some((uid, gid)) = postgres_user() {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+fn secret_file(path: &Path, content: &str) -> Result<()> {
+    std::fs::create_dir_all(path.parent().context("secret path")?)?;
+    std::fs::write(path, content)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+fn random_secret(len: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..len).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+}
+
+/// Creates the cluster on first run (password auth, Unix socket only) and starts it; returns
+/// the database URL.
+fn start_postgres(layout: &Layout, bin: &Path) -> Result<String> {
+    let url_file = layout.secrets().join("database-url");
+    let data = layout.pg_data();
+    owned_by_postgres(&layout.root.join("postgres"))?;
+    owned_by_postgres(&layout.pg_run())?;
+    owned_by_postgres(&layout.logs())?;
+    if !data.join("PG_VERSION").exists() {
+        let password = random_secret(24);
+        let pwfile = layout.root.join("postgres/.pwfile");
+        std::fs::write(&pwfile, &password)?;
+        if let Some((uid, gid)) = postgres_user() {
+            std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid))?;
+        }
+        let init = pg_command(bin.join("initdb"))
+            .args(["-D", path(&data)?, "-U", "kiorex", "-A", "scram-sha-256", "--pwfile", path(&pwfile)?, "-E", "UTF8", "--locale=C.UTF-8"])
+            .output()?;
+        let _ = std::fs::remove_file(&pwfile);
+        if !init.status.success() {
+            bail!("initdb failed (KX-UP-002): {}", String::from_utf8_lossy(&init.stderr));
+        }
+        secret_file(&url_file, &format!("postgres://kiorex:{password}@localhost/kiorex?host={}", layout.pg_run().display()))?;
+    }
+    let running = pg_command(bin.join("pg_ctl")).args(["status", "-D", path(&data)?]).output()?.status.success();
+    if !running {
+        let log = layout.logs().join("postgres.log");
+        let options = format!("-c listen_addresses='' -c unix_socket_directories='{}'", layout.pg_run().display());
+        let start = pg_command(bin.join("pg_ctl"))
+            .args(["start", "-w", "-t", "60", "-D", path(&data)?, "-l", path(&log)?, "-o", &options])
+            .stdout(Stdio::null())
+            .output()?;
+        if !start.status.success() {
+            bail!("PostgreSQL did not start (KX-UP-003); see {}", log.display());
+        }
+    }
+    let url = std::fs::read_to_string(&url_file).with_context(|| format!("missing {}", url_file.display()))?;
+    ensure_database(bin, layout, &url)?;
+    Ok(url)
+}
+
+/// Creates the `kiorex` database if it does not exist yet.
+fn ensure_database(bin: &Path, layout: &Layout, url: &str) -> Result<()> {
+    let password = url.split(':').nth(2).and_then(|s| s.split('@').next()).unwrap_or_default();
+    let psql = |sql: &str| {
+        Command::new(bin.join("psql"))
+            .args(["-h", path(&layout.pg_run()).unwrap_or_default(), "-U", "kiorex", "-d", "postgres", "-tAc", sql])
+            .env("PGPASSWORD", password)
+            .output()
+    };
+    let exists = psql("SELECT 1 FROM pg_database WHERE datname = 'kiorex'")?;
+    if !String::from_utf8_lossy(&exists.stdout).contains('1') {
+        let created = psql("CREATE DATABASE kiorex")?;
+        if !created.status.success() {
+            bail!("cannot create the kiorex database: {}", String::from_utf8_lossy(&created.stderr));
+        }
+    }
+    Ok(())
+}
+
+fn stop_postgres(layout: &Layout, bin: &Path) {
+    if let Ok(data) = path(&layout.pg_data()) {
+        let _ = pg_command(bin.join("pg_ctl")).args(["stop", "-m", "fast", "-D", data]).stdout(Stdio::null()).status();
+    }
+}
+
+fn admin_password(layout: &Layout) -> Result<String> {
+    let file = layout.secrets().join("admin-password");
+    if let Ok(existing) = std::fs::read_to_string(&file) {
+        return Ok(existing.trim().to_owned());
+    }
+    let password = random_secret(16);
+    secret_file(&file, &password)?;
+    Ok(password)
+}
+
+/// How kiorex is configured in single-node mode: environment variables, secrets in files.
+struct CoreEnv {
+    database_url: String,
+    key: PathBuf,
+    listen: String,
+}
+
+impl CoreEnv {
+    fn command(&self, kiorex: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(kiorex);
+        cmd.args(args)
+            .env("KIOREX_DATABASE__URL", self.database_url.trim())
+            .env("KIOREX_AUTH__TOKEN_SIGNING_KEY_FILE", &self.key)
+            .env("KIOREX_SERVER__LISTEN", &self.listen)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn kiorex(&self, kiorex: &Path, args: &[&str]) -> Result<()> {
+        let out = self.command(kiorex, args).output()?;
+        if !out.status.success() {
+            bail!("kiorex {} failed:\n{}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    fn start_core(&self, kiorex: &Path, layout: &Layout, detach: bool) -> Result<Child> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(layout.logs().join("core.log"))?;
+        let mut cmd = self.command(kiorex, &["serve", "core"]);
+        cmd.stdout(log.try_clone()?).stderr(log);
+        if detach {
+            // Its own process group: Ctrl-C in this terminal later does not stop it.
+            cmd.process_group(0);
+        }
+        Ok(cmd.spawn()?)
+    }
+}
+
+fn wait_ready(base: &str, core: &mut Child) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let ready = || runtime.block_on(async { client.get(format!("{base}/health/ready")).send().await.is_ok_and(|r| r.status().is_success()) });
+    while Instant::now() < deadline {
+        if let Some(status) = core.try_wait()? {
+            bail!("kiorex serve core exited ({status}) before becoming ready; see its log in the data directory (logs/core.log)");
+        }
+        if ready() {
+            return Ok(());
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    bail!("kiorex serve core did not become ready within 60 s (KX-UP-004); see logs/core.log")
+}
+
+fn load_demo(base: &str, password: &str, patients: usize, show: bool) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let token: Value = client.post(format!("{base}/api/v1/auth/token")).json(&json!({"username": ADMIN, "password": password})).send().await?.json().await?;
+        let bearer = token["access_token"].as_str().context("sign-in for demo data failed")?.to_owned();
+        let bar = if show { ProgressBar::new(patients as u64) } else { ProgressBar::hidden() };
+        bar.set_style(ProgressStyle::with_template("  {bar:40} {pos}/{len} patients ({per_sec}, {eta} left)").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        let mut synth = kiorex_synth::Synth::new(2026);
+        let mut loaded = 0;
+        while loaded < patients {
+            let batch = (patients - loaded).min(25);
+            let bundle = synth.patient_bundle(batch, 8);
+            let response = client.post(format!("{base}/fhir")).bearer_auth(&bearer).header("content-type", "application/fhir+json").body(bundle.to_string()).send().await?;
+            if !response.status().is_success() {
+                bail!("loading demo data failed: HTTP {}: {}", response.status(), response.text().await.unwrap_or_default());
+            }
+            loaded += batch;
+            bar.set_position(loaded as u64);
+        }
+        bar.finish();
+        Ok(())
+    })
+}
+
+fn wait_for_stop_signal() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    if let Ok(runtime) = runtime {
+        runtime.block_on(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        });
+    }
+}
+
+fn terminate(core: &mut Child) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(core.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if matches!(core.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    let _ = core.kill();
+}
+
+fn stop(layout: &Layout, args: &UpArgs) -> Result<()> {
+    if let Ok(pid) = std::fs::read_to_string(layout.core_pid()) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            // SAFETY: signalling the core we started; a stale pid gets ESRCH.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = std::fs::remove_file(layout.core_pid());
+    }
+    stop_postgres(layout, &postgres_bin()?);
+    match args.output {
+        Output::Json => println!("{}", json!({"stopped": true})),
+        Output::Text => println!("Kiorex stopped; data kept in {}", layout.root.display()),
+    }
+    Ok(())
+}
