@@ -5,7 +5,11 @@ mod up;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "kiorexctl", version, about = "Install and operate the Kiorex hospital information platform.")]
+#[command(
+    name = "kiorexctl",
+    version,
+    about = "Install and operate the Kiorex hospital information platform."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

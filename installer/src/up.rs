@@ -66,8 +66,11 @@ impl Layout {
 }
 
 pub fn run(args: UpArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let layout = Layout { root: args.data_dir.canonicalize()? };
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let layout = Layout {
+        root: args.data_dir.canonicalize()?,
+    };
     if args.stop {
         return stop(&layout, &args);
     }
@@ -78,26 +81,66 @@ pub fn run(args: UpArgs) -> Result<()> {
     progress.step("PostgreSQL");
     let database_url = start_postgres(&layout, &bin)?;
     let key = layout.secrets().join("token-signing-key.pem");
-    let env = CoreEnv { database_url, key: key.clone(), listen: format!("{}:{}", args.listen, args.port) };
+    let env = CoreEnv {
+        database_url,
+        key: key.clone(),
+        listen: format!("{}:{}", args.listen, args.port),
+    };
     if !key.exists() {
         env.kiorex(&kiorex, &["keygen", "--out", path(&key)?])?;
     }
     progress.step("database migrations");
     env.kiorex(&kiorex, &["migrate"])?;
     progress.step("demo facility and administrator");
-    env.kiorex(&kiorex, &["facility", "create", "--code", FACILITY_CODE, "--name", "Kiorex Demo Hospital"])?;
+    env.kiorex(
+        &kiorex,
+        &[
+            "facility",
+            "create",
+            "--code",
+            FACILITY_CODE,
+            "--name",
+            "Kiorex Demo Hospital",
+        ],
+    )?;
     let password = admin_password(&layout)?;
-    env.kiorex(&kiorex, &["user", "create", "--username", ADMIN, "--display-name", "Demo Administrator", "--password-file",
-        path(&layout.secrets().join("admin-password"))?, "--grant", &format!("administrator@{FACILITY_CODE}")])?;
+    env.kiorex(
+        &kiorex,
+        &[
+            "user",
+            "create",
+            "--username",
+            ADMIN,
+            "--display-name",
+            "Demo Administrator",
+            "--password-file",
+            path(&layout.secrets().join("admin-password"))?,
+            "--grant",
+            &format!("administrator@{FACILITY_CODE}"),
+        ],
+    )?;
 
     progress.step("core");
     let mut core = env.start_core(&kiorex, &layout, args.detach)?;
-    let base = format!("http://{}:{}", if args.listen == "0.0.0.0" { "127.0.0.1" } else { &args.listen }, args.port);
+    let base = format!(
+        "http://{}:{}",
+        if args.listen == "0.0.0.0" {
+            "127.0.0.1"
+        } else {
+            &args.listen
+        },
+        args.port
+    );
     wait_ready(&base, &mut core)?;
     let marker = layout.root.join("demo-loaded");
     if args.demo_patients > 0 && !marker.exists() {
         progress.step(&format!("loading {} demo patients", args.demo_patients));
-        load_demo(&base, &password, args.demo_patients, args.output == Output::Text)?;
+        load_demo(
+            &base,
+            &password,
+            args.demo_patients,
+            args.output == Output::Text,
+        )?;
         std::fs::write(&marker, args.demo_patients.to_string())?;
     }
     report(&args, &layout, &base, &password);
@@ -120,7 +163,10 @@ struct Steps {
 
 impl Steps {
     fn new(show: bool) -> Steps {
-        Steps { show, started: Instant::now() }
+        Steps {
+            show,
+            started: Instant::now(),
+        }
     }
     fn step(&self, what: &str) {
         if self.show {
@@ -143,12 +189,22 @@ fn report(args: &UpArgs, layout: &Layout, base: &str, password: &str) {
             println!("  Core API:      {base}   (health: {base}/health/ready)");
             println!("  FHIR R4:       {base}/fhir/metadata");
             println!("  REST OpenAPI:  {base}/api/v1/openapi.json");
-            println!("  Demo login:    {ADMIN} / {password}   (facility {FACILITY_CODE}; also in {})", password_file.display());
-            println!("  Try:           curl -s -X POST {base}/api/v1/auth/token -H 'content-type: application/json' \\");
-            println!("                   -d '{{\"username\":\"{ADMIN}\",\"password\":\"{password}\"}}'");
+            println!(
+                "  Demo login:    {ADMIN} / {password}   (facility {FACILITY_CODE}; also in {})",
+                password_file.display()
+            );
+            println!(
+                "  Try:           curl -s -X POST {base}/api/v1/auth/token -H 'content-type: application/json' \\"
+            );
+            println!(
+                "                   -d '{{\"username\":\"{ADMIN}\",\"password\":\"{password}\"}}'"
+            );
             println!("  Data and logs: {}", layout.root.display());
             if args.detach {
-                println!("Stop it with: kiorexctl up --stop --data-dir {}", layout.root.display());
+                println!(
+                    "Stop it with: kiorexctl up --stop --data-dir {}",
+                    layout.root.display()
+                );
             } else {
                 println!("Press Ctrl-C to stop.");
             }
@@ -157,29 +213,44 @@ fn report(args: &UpArgs, layout: &Layout, base: &str, password: &str) {
 }
 
 fn path(p: &Path) -> Result<&str> {
-    p.to_str().ok_or_else(|| anyhow::anyhow!("{} is not valid UTF-8", p.display()))
+    p.to_str()
+        .ok_or_else(|| anyhow::anyhow!("{} is not valid UTF-8", p.display()))
 }
 
 fn kiorex_binary(given: Option<PathBuf>) -> Result<PathBuf> {
     let candidate = match given {
         Some(p) => p,
-        None => std::env::current_exe()?.parent().map(|d| d.join("kiorex")).context("cannot locate kiorex")?,
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("kiorex"))
+            .context("cannot locate kiorex")?,
     };
     if !candidate.exists() {
-        bail!("the kiorex binary is not at {} (build it, or pass --kiorex-bin)", candidate.display());
+        bail!(
+            "the kiorex binary is not at {} (build it, or pass --kiorex-bin)",
+            candidate.display()
+        );
     }
     Ok(candidate)
 }
 
 /// The PostgreSQL server binaries of this machine.
 fn postgres_bin() -> Result<PathBuf> {
-    let from_config = Command::new("pg_config").arg("--bindir").output().ok().filter(|o| o.status.success())
+    let from_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     if let Some(dir) = from_config.filter(|d| d.join("initdb").exists()) {
         return Ok(dir);
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|e| e.filter_map(|x| x.ok().map(|x| x.path().join("bin"))).filter(|p| p.join("initdb").exists()).collect())
+        .map(|e| {
+            e.filter_map(|x| x.ok().map(|x| x.path().join("bin")))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
         .unwrap_or_default();
     found.sort();
     found.pop().context("PostgreSQL server is not installed (KX-UP-001): on Debian/Ubuntu run `apt-get install postgresql`")
@@ -216,7 +287,9 @@ fn owned_by_postgres(dir: &Path) -> Result<()> {
 }
 
 fn secret_file(path: &Path, content: &str) -> Result<()> {
-    std::fs::create_dir_all(path.parent().context("secret path")?)?;
+    let dir = path.parent().context("secret path")?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     std::fs::write(path, content)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(())
@@ -226,7 +299,9 @@ fn random_secret(len: usize) -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut rng = rand::rngs::OsRng;
-    (0..len).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+    (0..len)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 /// Creates the cluster on first run (password auth, Unix socket only) and starts it; returns
@@ -245,37 +320,93 @@ fn start_postgres(layout: &Layout, bin: &Path) -> Result<String> {
             std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid))?;
         }
         let init = pg_command(bin.join("initdb"))
-            .args(["-D", path(&data)?, "-U", "kiorex", "-A", "scram-sha-256", "--pwfile", path(&pwfile)?, "-E", "UTF8", "--locale=C.UTF-8"])
+            .args([
+                "-D",
+                path(&data)?,
+                "-U",
+                "kiorex",
+                "-A",
+                "scram-sha-256",
+                "--pwfile",
+                path(&pwfile)?,
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ])
             .output()?;
         let _ = std::fs::remove_file(&pwfile);
         if !init.status.success() {
-            bail!("initdb failed (KX-UP-002): {}", String::from_utf8_lossy(&init.stderr));
+            bail!(
+                "initdb failed (KX-UP-002): {}",
+                String::from_utf8_lossy(&init.stderr)
+            );
         }
-        secret_file(&url_file, &format!("postgres://kiorex:{password}@localhost/kiorex?host={}", layout.pg_run().display()))?;
+        secret_file(
+            &url_file,
+            &format!(
+                "postgres://kiorex:{password}@localhost/kiorex?host={}",
+                layout.pg_run().display()
+            ),
+        )?;
     }
-    let running = pg_command(bin.join("pg_ctl")).args(["status", "-D", path(&data)?]).output()?.status.success();
+    let running = pg_command(bin.join("pg_ctl"))
+        .args(["status", "-D", path(&data)?])
+        .output()?
+        .status
+        .success();
     if !running {
         let log = layout.logs().join("postgres.log");
-        let options = format!("-c listen_addresses='' -c unix_socket_directories='{}'", layout.pg_run().display());
+        let options = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}'",
+            layout.pg_run().display()
+        );
         let start = pg_command(bin.join("pg_ctl"))
-            .args(["start", "-w", "-t", "60", "-D", path(&data)?, "-l", path(&log)?, "-o", &options])
+            .args([
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                path(&data)?,
+                "-l",
+                path(&log)?,
+                "-o",
+                &options,
+            ])
             .stdout(Stdio::null())
             .output()?;
         if !start.status.success() {
-            bail!("PostgreSQL did not start (KX-UP-003); see {}", log.display());
+            bail!(
+                "PostgreSQL did not start (KX-UP-003); see {}",
+                log.display()
+            );
         }
     }
-    let url = std::fs::read_to_string(&url_file).with_context(|| format!("missing {}", url_file.display()))?;
+    let url = std::fs::read_to_string(&url_file)
+        .with_context(|| format!("missing {}", url_file.display()))?;
     ensure_database(bin, layout, &url)?;
     Ok(url)
 }
 
 /// Creates the `kiorex` database if it does not exist yet.
 fn ensure_database(bin: &Path, layout: &Layout, url: &str) -> Result<()> {
-    let password = url.split(':').nth(2).and_then(|s| s.split('@').next()).unwrap_or_default();
+    let password = url
+        .split(':')
+        .nth(2)
+        .and_then(|s| s.split('@').next())
+        .unwrap_or_default();
     let psql = |sql: &str| {
         Command::new(bin.join("psql"))
-            .args(["-h", path(&layout.pg_run()).unwrap_or_default(), "-U", "kiorex", "-d", "postgres", "-tAc", sql])
+            .args([
+                "-h",
+                path(&layout.pg_run()).unwrap_or_default(),
+                "-U",
+                "kiorex",
+                "-d",
+                "postgres",
+                "-tAc",
+                sql,
+            ])
             .env("PGPASSWORD", password)
             .output()
     };
@@ -283,7 +414,10 @@ fn ensure_database(bin: &Path, layout: &Layout, url: &str) -> Result<()> {
     if !String::from_utf8_lossy(&exists.stdout).contains('1') {
         let created = psql("CREATE DATABASE kiorex")?;
         if !created.status.success() {
-            bail!("cannot create the kiorex database: {}", String::from_utf8_lossy(&created.stderr));
+            bail!(
+                "cannot create the kiorex database: {}",
+                String::from_utf8_lossy(&created.stderr)
+            );
         }
     }
     Ok(())
@@ -291,7 +425,10 @@ fn ensure_database(bin: &Path, layout: &Layout, url: &str) -> Result<()> {
 
 fn stop_postgres(layout: &Layout, bin: &Path) {
     if let Ok(data) = path(&layout.pg_data()) {
-        let _ = pg_command(bin.join("pg_ctl")).args(["stop", "-m", "fast", "-D", data]).stdout(Stdio::null()).status();
+        let _ = pg_command(bin.join("pg_ctl"))
+            .args(["stop", "-m", "fast", "-D", data])
+            .stdout(Stdio::null())
+            .status();
     }
 }
 
@@ -326,13 +463,21 @@ impl CoreEnv {
     fn kiorex(&self, kiorex: &Path, args: &[&str]) -> Result<()> {
         let out = self.command(kiorex, args).output()?;
         if !out.status.success() {
-            bail!("kiorex {} failed:\n{}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "kiorex {} failed:\n{}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
 
     fn start_core(&self, kiorex: &Path, layout: &Layout, detach: bool) -> Result<Child> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(layout.logs().join("core.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(layout.logs().join("core.log"))?;
         let mut cmd = self.command(kiorex, &["serve", "core"]);
         cmd.stdout(log.try_clone()?).stderr(log);
         if detach {
@@ -345,12 +490,26 @@ impl CoreEnv {
 
 fn wait_ready(base: &str, core: &mut Child) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-    let ready = || runtime.block_on(async { client.get(format!("{base}/health/ready")).send().await.is_ok_and(|r| r.status().is_success()) });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let ready = || {
+        runtime.block_on(async {
+            client
+                .get(format!("{base}/health/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+    };
     while Instant::now() < deadline {
         if let Some(status) = core.try_wait()? {
-            bail!("kiorex serve core exited ({status}) before becoming ready; see its log in the data directory (logs/core.log)");
+            bail!(
+                "kiorex serve core exited ({status}) before becoming ready; see its log in the data directory (logs/core.log)"
+            );
         }
         if ready() {
             return Ok(());
@@ -361,21 +520,49 @@ fn wait_ready(base: &str, core: &mut Child) -> Result<()> {
 }
 
 fn load_demo(base: &str, password: &str, patients: usize, show: bool) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let client = reqwest::Client::new();
-        let token: Value = client.post(format!("{base}/api/v1/auth/token")).json(&json!({"username": ADMIN, "password": password})).send().await?.json().await?;
-        let bearer = token["access_token"].as_str().context("sign-in for demo data failed")?.to_owned();
-        let bar = if show { ProgressBar::new(patients as u64) } else { ProgressBar::hidden() };
-        bar.set_style(ProgressStyle::with_template("  {bar:40} {pos}/{len} patients ({per_sec}, {eta} left)").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        let token: Value = client
+            .post(format!("{base}/api/v1/auth/token"))
+            .json(&json!({"username": ADMIN, "password": password}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let bearer = token["access_token"]
+            .as_str()
+            .context("sign-in for demo data failed")?
+            .to_owned();
+        let bar = if show {
+            ProgressBar::new(patients as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("  {bar:40} {pos}/{len} patients ({per_sec}, {eta} left)")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         let mut synth = kiorex_synth::Synth::new(2026);
         let mut loaded = 0;
         while loaded < patients {
             let batch = (patients - loaded).min(25);
             let bundle = synth.patient_bundle(batch, 8);
-            let response = client.post(format!("{base}/fhir")).bearer_auth(&bearer).header("content-type", "application/fhir+json").body(bundle.to_string()).send().await?;
+            let response = client
+                .post(format!("{base}/fhir"))
+                .bearer_auth(&bearer)
+                .header("content-type", "application/fhir+json")
+                .body(bundle.to_string())
+                .send()
+                .await?;
             if !response.status().is_success() {
-                bail!("loading demo data failed: HTTP {}: {}", response.status(), response.text().await.unwrap_or_default());
+                bail!(
+                    "loading demo data failed: HTTP {}: {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                );
             }
             loaded += batch;
             bar.set_position(loaded as u64);
@@ -386,7 +573,9 @@ fn load_demo(base: &str, password: &str, patients: usize, show: bool) -> Result<
 }
 
 fn wait_for_stop_signal() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     if let Ok(runtime) = runtime {
         runtime.block_on(async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -37,7 +37,12 @@ impl AuditSink {
 
     /// Records events and waits until they are durable. Patient data is not released to the
     /// caller unless its access was recorded.
-    pub async fn record(&self, actor: &str, request_id: &str, events: Vec<Event<'_>>) -> Result<(), ApiError> {
+    pub async fn record(
+        &self,
+        actor: &str,
+        request_id: &str,
+        events: Vec<Event<'_>>,
+    ) -> Result<(), ApiError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -63,7 +68,10 @@ impl AuditSink {
                 resource_type = %r.resource_type, resource_id = %r.resource_id, request_id = %r.request_id, "audit");
         }
         let (ack, done) = oneshot::channel();
-        self.sender.send((records, ack)).await.map_err(|_| ApiError::unavailable("audit writer stopped"))?;
+        self.sender
+            .send((records, ack))
+            .await
+            .map_err(|_| ApiError::unavailable("audit writer stopped"))?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ApiError::unavailable(format!("audit write failed: {e}"))),
@@ -72,7 +80,12 @@ impl AuditSink {
     }
 
     /// Shorthand for a principal's events.
-    pub async fn by(&self, principal: &Principal, request_id: &str, events: Vec<Event<'_>>) -> Result<(), ApiError> {
+    pub async fn by(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        events: Vec<Event<'_>>,
+    ) -> Result<(), ApiError> {
         self.record(&principal.username, request_id, events).await
     }
 }
@@ -91,7 +104,10 @@ async fn write_batches(store: Store, mut receiver: mpsc::Receiver<(Vec<AuditReco
                 Err(_) => break,
             }
         }
-        let result = store.run(move |conn| append(conn, &records)).await.map_err(|e| e.to_string());
+        let result = store
+            .run(move |conn| append(conn, &records))
+            .await
+            .map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, "audit batch could not be written");
         }

@@ -4,8 +4,8 @@
 
 use crate::error::{ApiError, Dialect};
 use crate::state::AppState;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -43,18 +43,26 @@ pub struct TokenService {
 impl TokenService {
     /// From an Ed25519 private key in PKCS#8 PEM (what `kiorex keygen` writes).
     pub fn from_pem(private_pem: &str, ttl_seconds: i64) -> Result<TokenService, String> {
-        let signing = SigningKey::from_pkcs8_pem(private_pem).map_err(|e| format!("not an Ed25519 PKCS#8 private key: {e}"))?;
+        let signing = SigningKey::from_pkcs8_pem(private_pem)
+            .map_err(|e| format!("not an Ed25519 PKCS#8 private key: {e}"))?;
         let public_pem = signing
             .verifying_key()
             .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
             .map_err(|e| e.to_string())?;
-        let encoding = EncodingKey::from_ed_pem(private_pem.as_bytes()).map_err(|e| e.to_string())?;
-        let decoding = DecodingKey::from_ed_pem(public_pem.as_bytes()).map_err(|e| e.to_string())?;
+        let encoding =
+            EncodingKey::from_ed_pem(private_pem.as_bytes()).map_err(|e| e.to_string())?;
+        let decoding =
+            DecodingKey::from_ed_pem(public_pem.as_bytes()).map_err(|e| e.to_string())?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.leeway = 30;
-        Ok(TokenService { encoding, decoding, validation, ttl_seconds })
+        Ok(TokenService {
+            encoding,
+            decoding,
+            validation,
+            ttl_seconds,
+        })
     }
 
     pub fn ttl_seconds(&self) -> i64 {
@@ -79,21 +87,36 @@ impl TokenService {
 
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|_| ApiError::unauthenticated("the access token is invalid or has expired; sign in again"))?;
+            .map_err(|_| {
+                ApiError::unauthenticated(
+                    "the access token is invalid or has expired; sign in again",
+                )
+            })?;
         let c = data.claims;
-        Ok(Principal { user_id: c.sub, username: c.name, grants: c.grants })
+        Ok(Principal {
+            user_id: c.sub,
+            username: c.name,
+            grants: c.grants,
+        })
     }
 }
 
 /// Hashes a password with argon2id and a random salt.
 pub fn hash_password(password: &str) -> Result<String, String> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Checks a password against a stored argon2 hash.
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    PasswordHash::new(stored).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
 }
 
 /// The authenticated caller of a REST route.
@@ -107,28 +130,41 @@ fn principal_from(parts: &Parts, state: &AppState) -> Result<Principal, ApiError
         .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::unauthenticated("sign in first: send Authorization: Bearer <token>"))?;
-    let token = header
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be a Bearer token"))?;
+        .ok_or_else(|| {
+            ApiError::unauthenticated("sign in first: send Authorization: Bearer <token>")
+        })?;
+    let token = header.strip_prefix("Bearer ").ok_or_else(|| {
+        ApiError::unauthenticated("the Authorization header must be a Bearer token")
+    })?;
     state.tokens.verify(token.trim())
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        principal_from(parts, state)
-            .map(Caller)
-            .map_err(|e| e.render(Dialect::Problem, &crate::error::request_id_of(&parts.headers)).into_response())
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        principal_from(parts, state).map(Caller).map_err(|e| {
+            e.render(
+                Dialect::Problem,
+                &crate::error::request_id_of(&parts.headers),
+            )
+            .into_response()
+        })
     }
 }
 
 impl FromRequestParts<AppState> for FhirCaller {
     type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        principal_from(parts, state)
-            .map(FhirCaller)
-            .map_err(|e| e.render(Dialect::Fhir, &crate::error::request_id_of(&parts.headers)).into_response())
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        principal_from(parts, state).map(FhirCaller).map_err(|e| {
+            e.render(Dialect::Fhir, &crate::error::request_id_of(&parts.headers))
+                .into_response()
+        })
     }
 }
 
@@ -146,7 +182,9 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 pub fn generate_signing_key_pem() -> Result<String, String> {
     use ed25519_dalek::pkcs8::EncodePrivateKey;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    key.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF).map(|p| p.to_string()).map_err(|e| e.to_string())
+    key.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map(|p| p.to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -154,7 +192,11 @@ mod tests {
     use super::*;
 
     fn principal() -> Principal {
-        Principal { user_id: Uuid::new_v4(), username: "nurse.a".into(), grants: vec![] }
+        Principal {
+            user_id: Uuid::new_v4(),
+            username: "nurse.a".into(),
+            grants: vec![],
+        }
     }
 
     #[test]
@@ -163,7 +205,10 @@ mod tests {
         let other = TokenService::from_pem(&generate_signing_key_pem().unwrap(), 900).unwrap();
         let token = service.issue(&principal()).unwrap();
         assert_eq!(service.verify(&token).unwrap().username, "nurse.a");
-        assert!(other.verify(&token).is_err(), "a token signed with another key must fail");
+        assert!(
+            other.verify(&token).is_err(),
+            "a token signed with another key must fail"
+        );
         assert!(service.verify(&format!("{token}x")).is_err());
     }
 

@@ -19,8 +19,13 @@ pub enum Dialect {
     Fhir,
 }
 
+/// An error on its way to the caller. Boxed: it travels through every `Result` of the API, and
+/// the happy path should not pay for its size.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Problem>);
+
+#[derive(Debug)]
+pub struct Problem {
     pub status: StatusCode,
     /// Stable, greppable code (`KX-PAT-004`) that the docs explain.
     pub code: &'static str,
@@ -32,9 +37,29 @@ pub struct ApiError {
     pub internal: Option<String>,
 }
 
+impl std::ops::Deref for ApiError {
+    type Target = Problem;
+    fn deref(&self) -> &Problem {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut Problem {
+        &mut self.0
+    }
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, title: impl Into<String>) -> Self {
-        ApiError { status, code, title: title.into(), issues: Vec::new(), extra: None, internal: None }
+        ApiError(Box::new(Problem {
+            status,
+            code,
+            title: title.into(),
+            issues: Vec::new(),
+            extra: None,
+            internal: None,
+        }))
     }
 
     pub fn with_issues(mut self, issues: Vec<Issue>) -> Self {
@@ -48,7 +73,10 @@ impl ApiError {
     }
 
     pub fn invalid(issues: Vec<Issue>) -> Self {
-        let status = if issues.iter().any(|i| matches!(i.code, IssueCode::Structure)) {
+        let status = if issues
+            .iter()
+            .any(|i| matches!(i.code, IssueCode::Structure))
+        {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::UNPROCESSABLE_ENTITY
@@ -58,52 +86,76 @@ impl ApiError {
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         let message = message.into();
-        ApiError::new(StatusCode::BAD_REQUEST, code, message.clone()).with_issues(vec![Issue::new(IssueCode::Invalid, message)])
+        ApiError::new(StatusCode::BAD_REQUEST, code, message.clone())
+            .with_issues(vec![Issue::new(IssueCode::Invalid, message)])
     }
 
     pub fn unauthenticated(message: impl Into<String>) -> Self {
         let message = message.into();
-        ApiError::new(StatusCode::UNAUTHORIZED, "KX-AUTH-001", message.clone()).with_issues(vec![Issue::new(IssueCode::Login, message)])
+        ApiError::new(StatusCode::UNAUTHORIZED, "KX-AUTH-001", message.clone())
+            .with_issues(vec![Issue::new(IssueCode::Login, message)])
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
         let message = message.into();
-        ApiError::new(StatusCode::FORBIDDEN, "KX-ACC-001", message.clone()).with_issues(vec![Issue::new(IssueCode::Forbidden, message)])
+        ApiError::new(StatusCode::FORBIDDEN, "KX-ACC-001", message.clone())
+            .with_issues(vec![Issue::new(IssueCode::Forbidden, message)])
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
         let message = format!("{} was not found", what.into());
-        ApiError::new(StatusCode::NOT_FOUND, "KX-REC-404", message.clone()).with_issues(vec![Issue::new(IssueCode::NotFound, message)])
+        ApiError::new(StatusCode::NOT_FOUND, "KX-REC-404", message.clone())
+            .with_issues(vec![Issue::new(IssueCode::NotFound, message)])
     }
 
     pub fn gone(what: impl Into<String>) -> Self {
         let message = format!("{} was deleted", what.into());
-        ApiError::new(StatusCode::GONE, "KX-REC-410", message.clone()).with_issues(vec![Issue::new(IssueCode::Deleted, message)])
+        ApiError::new(StatusCode::GONE, "KX-REC-410", message.clone())
+            .with_issues(vec![Issue::new(IssueCode::Deleted, message)])
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         let message = message.into();
-        ApiError::new(StatusCode::CONFLICT, code, message.clone()).with_issues(vec![Issue::new(IssueCode::Conflict, message)])
+        ApiError::new(StatusCode::CONFLICT, code, message.clone())
+            .with_issues(vec![Issue::new(IssueCode::Conflict, message)])
     }
 
     pub fn precondition_failed(message: impl Into<String>) -> Self {
         let message = message.into();
-        ApiError::new(StatusCode::PRECONDITION_FAILED, "KX-REC-412", message.clone()).with_issues(vec![Issue::new(IssueCode::Conflict, message)])
+        ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "KX-REC-412",
+            message.clone(),
+        )
+        .with_issues(vec![Issue::new(IssueCode::Conflict, message)])
     }
 
     pub fn not_supported(message: impl Into<String>) -> Self {
         let message = message.into();
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "KX-REQ-405", message.clone()).with_issues(vec![Issue::new(IssueCode::NotSupported, message)])
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "KX-REQ-405",
+            message.clone(),
+        )
+        .with_issues(vec![Issue::new(IssueCode::NotSupported, message)])
     }
 
     pub fn unavailable(internal: impl Into<String>) -> Self {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "KX-SYS-503", "The service is temporarily unavailable; try again shortly");
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "KX-SYS-503",
+            "The service is temporarily unavailable; try again shortly",
+        );
         e.internal = Some(internal.into());
         e
     }
 
     pub fn internal(internal: impl Into<String>) -> Self {
-        let mut e = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "KX-SYS-500", "An unexpected error occurred");
+        let mut e = ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "KX-SYS-500",
+            "An unexpected error occurred",
+        );
         e.internal = Some(internal.into());
         e
     }
@@ -116,16 +168,30 @@ impl ApiError {
         let (content_type, body) = match dialect {
             Dialect::Fhir => {
                 let issues = if self.issues.is_empty() {
-                    vec![Issue::new(IssueCode::Exception, format!("{} [{}]", self.title, self.code))]
+                    vec![Issue::new(
+                        IssueCode::Exception,
+                        format!("{} [{}]", self.title, self.code),
+                    )]
                 } else {
-                    self.issues.iter().map(|i| Issue { message: format!("{} [{}]", i.message, self.code), ..i.clone() }).collect()
+                    self.issues
+                        .iter()
+                        .map(|i| Issue {
+                            message: format!("{} [{}]", i.message, self.code),
+                            ..i.clone()
+                        })
+                        .collect()
                 };
-                ("application/fhir+json", operation_outcome(&issues, request_id))
+                (
+                    "application/fhir+json",
+                    operation_outcome(&issues, request_id),
+                )
             }
             Dialect::Problem => ("application/problem+json", self.problem(request_id)),
         };
         let mut response = (self.status, body.to_string()).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         response
     }
 
@@ -177,14 +243,22 @@ impl From<diesel::result::Error> for ApiError {
 
 /// The request id that `SetRequestIdLayer` gave this request.
 pub fn request_id_of(headers: &http::HeaderMap) -> String {
-    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned()
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned()
 }
 
 /// Turns the framework's own rejections (body too large, unsupported path) into our error
 /// documents, so that no caller ever sees a bare text error.
 pub async fn catch_unhandled(request: Request, next: Next) -> Response {
     let request_id = request_id_of(request.headers());
-    let dialect = if request.uri().path().starts_with("/fhir") { Dialect::Fhir } else { Dialect::Problem };
+    let dialect = if request.uri().path().starts_with("/fhir") {
+        Dialect::Fhir
+    } else {
+        Dialect::Problem
+    };
     let response = next.run(request).await;
     let is_ours = response
         .headers()
@@ -196,13 +270,28 @@ pub async fn catch_unhandled(request: Request, next: Next) -> Response {
     }
     let status = response.status();
     let error = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "KX-REQ-413", "The request body is too large")
-            .with_issues(vec![Issue::new(IssueCode::TooCostly, "the request body is larger than this server accepts")]),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(status, "KX-REQ-413", "The request body is too large").with_issues(vec![
+                Issue::new(
+                    IssueCode::TooCostly,
+                    "the request body is larger than this server accepts",
+                ),
+            ])
+        }
         StatusCode::NOT_FOUND => ApiError::not_found("This address"),
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::not_supported("This method is not allowed here"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(status, "KX-REQ-415", "Send JSON (application/json or application/fhir+json)"),
-        s if s.is_client_error() => ApiError::new(s, "KX-REQ-400", "The request could not be read")
-            .with_issues(vec![Issue::new(IssueCode::Invalid, "the request could not be read")]),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::not_supported("This method is not allowed here")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            status,
+            "KX-REQ-415",
+            "Send JSON (application/json or application/fhir+json)",
+        ),
+        s if s.is_client_error() => {
+            ApiError::new(s, "KX-REQ-400", "The request could not be read").with_issues(vec![
+                Issue::new(IssueCode::Invalid, "the request could not be read"),
+            ])
+        }
         s => ApiError::internal(format!("unhandled status {s}")),
     };
     error.render(dialect, &request_id)

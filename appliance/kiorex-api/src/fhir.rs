@@ -12,12 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::SecondsFormat;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use kiorex_domain::permission::{Action, Permission};
 use kiorex_fhir::bundle::{self, BundleKind, EntryResponse, HistoryItem, InEntry, Method};
 use kiorex_fhir::params::{DEFAULT_COUNT, FhirSearch, parse_search};
 use kiorex_fhir::parse::{parse_bytes, parse_value};
 use kiorex_fhir::{FHIR_JSON, Issue, IssueCode, ResourceKind};
 use kiorex_store::resources::{self, HistoryQuery, Stored, WriteContext};
-use kiorex_domain::permission::{Action, Permission};
 use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -43,8 +43,15 @@ fn fhir_result(request_id: &str, result: Result<Response, ApiError>) -> Response
 
 fn kind_of(name: &str) -> Result<ResourceKind, ApiError> {
     ResourceKind::from_name(name).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "KX-FHIR-404", format!("this server does not hold {name} resources"))
-            .with_issues(vec![Issue::new(IssueCode::NotSupported, format!("resource type {name:?} is not supported; see /fhir/metadata"))])
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "KX-FHIR-404",
+            format!("this server does not hold {name} resources"),
+        )
+        .with_issues(vec![Issue::new(
+            IssueCode::NotSupported,
+            format!("resource type {name:?} is not supported; see /fhir/metadata"),
+        )])
     })
 }
 
@@ -53,12 +60,17 @@ fn id_of(kind: ResourceKind, id: &str) -> Result<Uuid, ApiError> {
 }
 
 fn ctx(caller: FhirCaller, request_id: &RequestId) -> Ctx {
-    Ctx { principal: caller.0, request_id: request_id.0.clone() }
+    Ctx {
+        principal: caller.0,
+        request_id: request_id.0.clone(),
+    }
 }
 
 fn fhir_json(status: StatusCode, body: &Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     response
 }
 
@@ -73,14 +85,25 @@ fn resource_response(status: StatusCode, stored: &Stored) -> Response {
     if let Ok(v) = HeaderValue::from_str(&etag(stored.version_id)) {
         headers.insert(header::ETAG, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&stored.last_updated.format("%a, %d %b %Y %H:%M:%S GMT").to_string()) {
+    if let Ok(v) = HeaderValue::from_str(
+        &stored
+            .last_updated
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string(),
+    ) {
         headers.insert(header::LAST_MODIFIED, v);
     }
     response
 }
 
 fn with_location(mut response: Response, state: &AppState, stored: &Stored) -> Response {
-    let location = format!("{}/{}/{}/_history/{}", state.fhir_base(), stored.resource_type, stored.id, stored.version_id);
+    let location = format!(
+        "{}/{}/{}/_history/{}",
+        state.fhir_base(),
+        stored.resource_type,
+        stored.id,
+        stored.version_id
+    );
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
@@ -94,28 +117,59 @@ fn parse_if_match(value: &str) -> Result<i32, ApiError> {
         .trim_start_matches("W/")
         .trim_matches('"')
         .parse()
-        .map_err(|_| ApiError::bad_request("KX-FHIR-412", format!("If-Match must be a version ETag like W/\"3\", got {value:?}")))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "KX-FHIR-412",
+                format!("If-Match must be a version ETag like W/\"3\", got {value:?}"),
+            )
+        })
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
-    headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(parse_if_match).transpose()
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(parse_if_match)
+        .transpose()
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    match headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         None => Ok(()),
         Some(ct) if ct.starts_with(FHIR_JSON) || ct.starts_with("application/json") => Ok(()),
-        Some(other) => Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "KX-REQ-415", format!("send application/fhir+json, not {other}"))
-            .with_issues(vec![Issue::new(IssueCode::NotSupported, format!("content type {other} is not supported; send application/fhir+json"))])),
+        Some(other) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "KX-REQ-415",
+            format!("send application/fhir+json, not {other}"),
+        )
+        .with_issues(vec![Issue::new(
+            IssueCode::NotSupported,
+            format!("content type {other} is not supported; send application/fhir+json"),
+        )])),
     }
 }
 
 async fn metadata(State(state): State<AppState>) -> Response {
     let published = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    fhir_json(StatusCode::OK, &kiorex_fhir::capability::capability_statement(&state.fhir_base(), env!("CARGO_PKG_VERSION"), &published))
+    fhir_json(
+        StatusCode::OK,
+        &kiorex_fhir::capability::capability_statement(
+            &state.fhir_base(),
+            env!("CARGO_PKG_VERSION"),
+            &published,
+        ),
+    )
 }
 
-async fn read(State(state): State<AppState>, caller: FhirCaller, rid: RequestId, Path((t, id)): Path<(String, String)>) -> Response {
+async fn read(
+    State(state): State<AppState>,
+    caller: FhirCaller,
+    rid: RequestId,
+    Path((t, id)): Path<(String, String)>,
+) -> Response {
     let result = async {
         let kind = kind_of(&t)?;
         let stored = records::read(&state, &ctx(caller, &rid), kind, id_of(kind, &id)?).await?;
@@ -124,25 +178,52 @@ async fn read(State(state): State<AppState>, caller: FhirCaller, rid: RequestId,
     fhir_result(&rid.0, result.await)
 }
 
-async fn vread(State(state): State<AppState>, caller: FhirCaller, rid: RequestId, Path((t, id, v)): Path<(String, String, String)>) -> Response {
+async fn vread(
+    State(state): State<AppState>,
+    caller: FhirCaller,
+    rid: RequestId,
+    Path((t, id, v)): Path<(String, String, String)>,
+) -> Response {
     let result = async {
         let kind = kind_of(&t)?;
-        let version: i32 = v.parse().map_err(|_| ApiError::not_found(format!("{t}/{id}/_history/{v}")))?;
-        let stored = records::vread(&state, &ctx(caller, &rid), kind, id_of(kind, &id)?, version).await?;
+        let version: i32 = v
+            .parse()
+            .map_err(|_| ApiError::not_found(format!("{t}/{id}/_history/{v}")))?;
+        let stored =
+            records::vread(&state, &ctx(caller, &rid), kind, id_of(kind, &id)?, version).await?;
         Ok(resource_response(StatusCode::OK, &stored))
     };
     fhir_result(&rid.0, result.await)
 }
 
-async fn create(State(state): State<AppState>, caller: FhirCaller, rid: RequestId, Path(t): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create(
+    State(state): State<AppState>,
+    caller: FhirCaller,
+    rid: RequestId,
+    Path(t): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
         let kind = kind_of(&t)?;
         check_content_type(&headers)?;
         let parsed = parse_bytes(kind, &body).map_err(ApiError::invalid)?;
-        let condition = headers.get("if-none-exist").and_then(|v| v.to_str().ok()).map(|q| condition_of(kind, q)).transpose()?;
+        let condition = headers
+            .get("if-none-exist")
+            .and_then(|v| v.to_str().ok())
+            .map(|q| condition_of(kind, q))
+            .transpose()?;
         let created = records::create(&state, &ctx(caller, &rid), parsed, condition).await?;
-        let status = if created.created { StatusCode::CREATED } else { StatusCode::OK };
-        Ok(with_location(resource_response(status, &created.stored), &state, &created.stored))
+        let status = if created.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok(with_location(
+            resource_response(status, &created.stored),
+            &state,
+            &created.stored,
+        ))
     };
     fhir_result(&rid.0, result.await)
 }
@@ -151,7 +232,10 @@ async fn create(State(state): State<AppState>, caller: FhirCaller, rid: RequestI
 fn condition_of(kind: ResourceKind, query: &str) -> Result<FhirSearch, ApiError> {
     let pairs: Vec<(String, String)> = url_pairs(query.trim_start_matches('?'));
     if pairs.is_empty() {
-        return Err(ApiError::bad_request("KX-FHIR-001", "If-None-Exist needs search parameters, e.g. identifier=system|value"));
+        return Err(ApiError::bad_request(
+            "KX-FHIR-001",
+            "If-None-Exist needs search parameters, e.g. identifier=system|value",
+        ));
     }
     parse_search(kind, &pairs).map_err(ApiError::invalid)
 }
@@ -162,43 +246,90 @@ fn url_pairs(query: &str) -> Vec<(String, String)> {
 
 /// Decodes `a=1&b=2` the way axum's Query does.
 fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&format!("/?{query}").parse().unwrap_or_default())
-        .map(|q| q.0)
-        .unwrap_or_default()
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
+        &format!("/?{query}").parse().unwrap_or_default(),
+    )
+    .map(|q| q.0)
+    .unwrap_or_default()
 }
 
-async fn update(State(state): State<AppState>, caller: FhirCaller, rid: RequestId, Path((t, id)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+async fn update(
+    State(state): State<AppState>,
+    caller: FhirCaller,
+    rid: RequestId,
+    Path((t, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
         let kind = kind_of(&t)?;
         check_content_type(&headers)?;
         let id = id_of(kind, &id)?;
         let parsed = parse_bytes(kind, &body).map_err(ApiError::invalid)?;
-        let stored = records::update(&state, &ctx(caller, &rid), id, parsed, if_match(&headers)?).await?;
+        let stored =
+            records::update(&state, &ctx(caller, &rid), id, parsed, if_match(&headers)?).await?;
         Ok(resource_response(StatusCode::OK, &stored))
     };
     fhir_result(&rid.0, result.await)
 }
 
-async fn delete(State(state): State<AppState>, caller: FhirCaller, rid: RequestId, Path((t, id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn delete(
+    State(state): State<AppState>,
+    caller: FhirCaller,
+    rid: RequestId,
+    Path((t, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     let result = async {
         let kind = kind_of(&t)?;
-        records::delete(&state, &ctx(caller, &rid), kind, id_of(kind, &id)?, if_match(&headers)?).await?;
+        records::delete(
+            &state,
+            &ctx(caller, &rid),
+            kind,
+            id_of(kind, &id)?,
+            if_match(&headers)?,
+        )
+        .await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     };
     fhir_result(&rid.0, result.await)
 }
 
-async fn search_type(State(state): State<AppState>, caller: FhirCaller, rid: RequestId, Path(t): Path<String>, Query(pairs): Pairs) -> Response {
-    fhir_result(&rid.0, run_search(&state, ctx(caller, &rid), &t, pairs).await)
+async fn search_type(
+    State(state): State<AppState>,
+    caller: FhirCaller,
+    rid: RequestId,
+    Path(t): Path<String>,
+    Query(pairs): Pairs,
+) -> Response {
+    fhir_result(
+        &rid.0,
+        run_search(&state, ctx(caller, &rid), &t, pairs).await,
+    )
 }
 
 /// `POST /{type}/_search` with form-encoded parameters.
-async fn search_post(State(state): State<AppState>, caller: FhirCaller, rid: RequestId, Path(t): Path<String>, Query(mut pairs): Pairs, body: Bytes) -> Response {
+async fn search_post(
+    State(state): State<AppState>,
+    caller: FhirCaller,
+    rid: RequestId,
+    Path(t): Path<String>,
+    Query(mut pairs): Pairs,
+    body: Bytes,
+) -> Response {
     pairs.extend(serde_urlencoded_pairs(&String::from_utf8_lossy(&body)));
-    fhir_result(&rid.0, run_search(&state, ctx(caller, &rid), &t, pairs).await)
+    fhir_result(
+        &rid.0,
+        run_search(&state, ctx(caller, &rid), &t, pairs).await,
+    )
 }
 
-async fn run_search(state: &AppState, ctx: Ctx, t: &str, pairs: Vec<(String, String)>) -> Result<Response, ApiError> {
+async fn run_search(
+    state: &AppState,
+    ctx: Ctx,
+    t: &str,
+    pairs: Vec<(String, String)>,
+) -> Result<Response, ApiError> {
     let kind = kind_of(t)?;
     let search = parse_search(kind, &pairs).map_err(ApiError::invalid)?;
     let (count, offset, echo) = (search.query.count, search.query.offset, search.echo.clone());
@@ -214,20 +345,37 @@ async fn run_search(state: &AppState, ctx: Ctx, t: &str, pairs: Vec<(String, Str
         .into_iter()
         .map(|s| (s, "match"))
         .chain(found.included.into_iter().map(|s| (s, "include")))
-        .map(|(s, mode)| (format!("{fhir_base}/{}/{}", s.resource_type, s.id), s.content, mode))
+        .map(|(s, mode)| {
+            (
+                format!("{fhir_base}/{}/{}", s.resource_type, s.id),
+                s.content,
+                mode,
+            )
+        })
         .collect();
-    Ok(fhir_json(StatusCode::OK, &bundle::searchset(&link(offset), next.as_deref(), previous.as_deref(), entries)))
+    Ok(fhir_json(
+        StatusCode::OK,
+        &bundle::searchset(&link(offset), next.as_deref(), previous.as_deref(), entries),
+    ))
 }
 
 fn page_link(base: &str, echo: &[(String, String)], count: u32, offset: u32) -> String {
-    let mut params: Vec<String> = echo.iter().filter(|(k, _)| k != "_count").map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+    let mut params: Vec<String> = echo
+        .iter()
+        .filter(|(k, _)| k != "_count")
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
     if count != DEFAULT_COUNT || offset > 0 {
         params.push(format!("_count={count}"));
     }
     if offset > 0 {
         params.push(format!("_offset={offset}"));
     }
-    if params.is_empty() { base.to_owned() } else { format!("{base}?{}", params.join("&")) }
+    if params.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", params.join("&"))
+    }
 }
 
 /// Percent-encodes a query component.
@@ -235,24 +383,46 @@ fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
-async fn instance_operation(State(state): State<AppState>, caller: FhirCaller, rid: RequestId, Path((t, id, op)): Path<(String, String, String)>, Query(pairs): Pairs) -> Response {
+async fn instance_operation(
+    State(state): State<AppState>,
+    caller: FhirCaller,
+    rid: RequestId,
+    Path((t, id, op)): Path<(String, String, String)>,
+    Query(pairs): Pairs,
+) -> Response {
     let result = async {
         let kind = kind_of(&t)?;
         let id = id_of(kind, &id)?;
         match (kind, op.as_str()) {
-            (_, "_history") => history(&state, ctx(caller, &rid), Some(kind), Some(id), &pairs).await,
+            (_, "_history") => {
+                history(&state, ctx(caller, &rid), Some(kind), Some(id), &pairs).await
+            }
             (ResourceKind::Patient, "$everything") => {
                 let all = records::everything(&state, &ctx(caller, &rid), id).await?;
                 let base = state.fhir_base();
-                let entries = all.into_iter().map(|s| (format!("{base}/{}/{}", s.resource_type, s.id), s.content, "match")).collect();
+                let entries = all
+                    .into_iter()
+                    .map(|s| {
+                        (
+                            format!("{base}/{}/{}", s.resource_type, s.id),
+                            s.content,
+                            "match",
+                        )
+                    })
+                    .collect();
                 let self_link = format!("{base}/Patient/{id}/$everything");
-                Ok(fhir_json(StatusCode::OK, &bundle::searchset(&self_link, None, None, entries)))
+                Ok(fhir_json(
+                    StatusCode::OK,
+                    &bundle::searchset(&self_link, None, None, entries),
+                ))
             }
             _ => Err(ApiError::not_found(format!("operation {op} on {t}"))),
         }
@@ -260,43 +430,110 @@ async fn instance_operation(State(state): State<AppState>, caller: FhirCaller, r
     fhir_result(&rid.0, result.await)
 }
 
-async fn type_history(State(state): State<AppState>, caller: FhirCaller, rid: RequestId, Path(t): Path<String>, Query(pairs): Pairs) -> Response {
-    let result = async { history(&state, ctx(caller, &rid), Some(kind_of(&t)?), None, &pairs).await };
+async fn type_history(
+    State(state): State<AppState>,
+    caller: FhirCaller,
+    rid: RequestId,
+    Path(t): Path<String>,
+    Query(pairs): Pairs,
+) -> Response {
+    let result =
+        async { history(&state, ctx(caller, &rid), Some(kind_of(&t)?), None, &pairs).await };
     fhir_result(&rid.0, result.await)
 }
 
-async fn history(state: &AppState, ctx: Ctx, kind: Option<ResourceKind>, id: Option<Uuid>, pairs: &[(String, String)]) -> Result<Response, ApiError> {
+async fn history(
+    state: &AppState,
+    ctx: Ctx,
+    kind: Option<ResourceKind>,
+    id: Option<Uuid>,
+    pairs: &[(String, String)],
+) -> Result<Response, ApiError> {
     let mut count = i64::from(DEFAULT_COUNT);
     let mut offset = 0i64;
     let mut since = None;
     for (key, value) in pairs {
         match key.as_str() {
-            "_count" => count = value.parse().ok().filter(|c| (1..=500).contains(c)).ok_or_else(|| ApiError::bad_request("KX-FHIR-002", "_count must be between 1 and 500"))?,
-            "_offset" => offset = value.parse().map_err(|_| ApiError::bad_request("KX-FHIR-002", "_offset must be a whole number"))?,
-            "_since" => since = Some(kiorex_fhir::dates::period_of(value).map_err(|e| ApiError::bad_request("KX-FHIR-002", e))?.0),
-            other => return Err(ApiError::bad_request("KX-FHIR-002", format!("history does not take the parameter {other:?}"))),
+            "_count" => {
+                count = value
+                    .parse()
+                    .ok()
+                    .filter(|c| (1..=500).contains(c))
+                    .ok_or_else(|| {
+                        ApiError::bad_request("KX-FHIR-002", "_count must be between 1 and 500")
+                    })?
+            }
+            "_offset" => {
+                offset = value.parse().map_err(|_| {
+                    ApiError::bad_request("KX-FHIR-002", "_offset must be a whole number")
+                })?
+            }
+            "_since" => {
+                since = Some(
+                    kiorex_fhir::dates::period_of(value)
+                        .map_err(|e| ApiError::bad_request("KX-FHIR-002", e))?
+                        .0,
+                )
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "KX-FHIR-002",
+                    format!("history does not take the parameter {other:?}"),
+                ));
+            }
         }
     }
-    let scope = Permission::new(kind.map_or(kiorex_domain::permission::Resource::Patient, ResourceKind::guarded_by), Action::Read);
+    let scope = Permission::new(
+        kind.map_or(
+            kiorex_domain::permission::Resource::Patient,
+            ResourceKind::guarded_by,
+        ),
+        Action::Read,
+    );
     let mut facilities = ctx.principal.facilities_with(scope);
     if let (Some(k), Some(id)) = (kind, id) {
         // The history of a deleted record stays readable, so read it whatever its state.
-        let current = state.store.run(move |conn| resources::read(conn, k.name(), id)).await?;
+        let current = state
+            .store
+            .run(move |conn| resources::read(conn, k.name(), id))
+            .await?;
         if !ctx.principal.may(scope, current.facility_id) {
-            return Err(ApiError::forbidden("you may not read records at this facility"));
+            return Err(ApiError::forbidden(
+                "you may not read records at this facility",
+            ));
         }
         facilities = vec![current.facility_id];
     }
-    let query = HistoryQuery { resource_type: kind.map(ResourceKind::name), id, facilities, since, count: count + 1, offset };
-    let mut entries = state.store.run(move |conn| resources::history(conn, &query)).await?;
+    let query = HistoryQuery {
+        resource_type: kind.map(ResourceKind::name),
+        id,
+        facilities,
+        since,
+        count: count + 1,
+        offset,
+    };
+    let mut entries = state
+        .store
+        .run(move |conn| resources::history(conn, &query))
+        .await?;
     let has_more = entries.len() as i64 > count;
     entries.truncate(count as usize);
     let events = entries
         .iter()
-        .map(|e| crate::audit::Event { action: "history", outcome: "success", resource_type: kind.map_or("Unknown", ResourceKind::name),
-            resource_id: e.id.to_string(), patient_id: None, facility_id: Some(e.facility_id), detail: format!("version {}", e.version_id) })
+        .map(|e| crate::audit::Event {
+            action: "history",
+            outcome: "success",
+            resource_type: kind.map_or("Unknown", ResourceKind::name),
+            resource_id: e.id.to_string(),
+            patient_id: None,
+            facility_id: Some(e.facility_id),
+            detail: format!("version {}", e.version_id),
+        })
         .collect();
-    state.audit.by(&ctx.principal, &ctx.request_id, events).await?;
+    state
+        .audit
+        .by(&ctx.principal, &ctx.request_id, events)
+        .await?;
     let base = state.fhir_base();
     let path = match (kind, id) {
         (Some(k), Some(id)) => format!("{base}/{}/{id}/_history", k.name()),
@@ -308,25 +545,53 @@ async fn history(state: &AppState, ctx: Ctx, kind: Option<ResourceKind>, id: Opt
         .into_iter()
         .map(|e| HistoryItem {
             full_url: format!("{base}/{}/{}", e.resource_type, e.id),
-            method: if e.deleted { "DELETE" } else if e.version_id == 1 { "POST" } else { "PUT" },
-            url: if e.version_id == 1 { e.resource_type.clone() } else { format!("{}/{}", e.resource_type, e.id) },
+            method: if e.deleted {
+                "DELETE"
+            } else if e.version_id == 1 {
+                "POST"
+            } else {
+                "PUT"
+            },
+            url: if e.version_id == 1 {
+                e.resource_type.clone()
+            } else {
+                format!("{}/{}", e.resource_type, e.id)
+            },
             last_modified: e.last_updated.to_rfc3339_opts(SecondsFormat::Micros, true),
             resource: (!e.deleted).then_some(e.content),
         })
         .collect();
-    Ok(fhir_json(StatusCode::OK, &bundle::history(&path, next.as_deref(), items)))
+    Ok(fhir_json(
+        StatusCode::OK,
+        &bundle::history(&path, next.as_deref(), items),
+    ))
 }
 
-async fn transaction(State(state): State<AppState>, caller: FhirCaller, rid: RequestId, headers: HeaderMap, body: Bytes) -> Response {
+async fn transaction(
+    State(state): State<AppState>,
+    caller: FhirCaller,
+    rid: RequestId,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
         check_content_type(&headers)?;
         let parsed = bundle::parse_bundle(&body).map_err(ApiError::invalid)?;
         let ctx = ctx(caller, &rid);
         let (kind, responses) = match parsed.kind {
-            BundleKind::Transaction => (BundleKind::Transaction, run_transaction(&state, &ctx, parsed.entries).await?),
-            BundleKind::Batch => (BundleKind::Batch, run_batch(&state, &ctx, parsed.entries).await),
+            BundleKind::Transaction => (
+                BundleKind::Transaction,
+                run_transaction(&state, &ctx, parsed.entries).await?,
+            ),
+            BundleKind::Batch => (
+                BundleKind::Batch,
+                run_batch(&state, &ctx, parsed.entries).await,
+            ),
         };
-        Ok(fhir_json(StatusCode::OK, &bundle::transaction_response(kind, responses)))
+        Ok(fhir_json(
+            StatusCode::OK,
+            &bundle::transaction_response(kind, responses),
+        ))
     };
     fhir_result(&rid.0, result.await)
 }
@@ -334,13 +599,18 @@ async fn transaction(State(state): State<AppState>, caller: FhirCaller, rid: Req
 /// The order FHIR processes a transaction in: deletes, then creates (references first), then
 /// updates, then reads.
 fn processing_rank(entry: &InEntry) -> (u8, u8) {
-    let kind_rank = entry.url.split(['/', '?']).next().and_then(ResourceKind::from_name).map_or(9, |k| match k {
-        ResourceKind::Organization => 0,
-        ResourceKind::Practitioner => 1,
-        ResourceKind::Patient => 2,
-        ResourceKind::Encounter => 3,
-        _ => 4,
-    });
+    let kind_rank = entry
+        .url
+        .split(['/', '?'])
+        .next()
+        .and_then(ResourceKind::from_name)
+        .map_or(9, |k| match k {
+            ResourceKind::Organization => 0,
+            ResourceKind::Practitioner => 1,
+            ResourceKind::Patient => 2,
+            ResourceKind::Encounter => 3,
+            _ => 4,
+        });
     let method_rank = match entry.method {
         Method::Delete => 0,
         Method::Post => 1,
@@ -351,21 +621,31 @@ fn processing_rank(entry: &InEntry) -> (u8, u8) {
 }
 
 /// Everything in one database transaction: one bad entry and nothing is written.
-async fn run_transaction(state: &AppState, ctx: &Ctx, entries: Vec<InEntry>) -> Result<Vec<EntryResponse>, ApiError> {
+async fn run_transaction(
+    state: &AppState,
+    ctx: &Ctx,
+    entries: Vec<InEntry>,
+) -> Result<Vec<EntryResponse>, ApiError> {
     let c = ctx.clone();
     let (responses, written) = state
         .store
         .transaction_with(move |conn| -> Result<_, ApiError> {
             {
-                let wctx = WriteContext { author: c.principal.username.clone(), request_id: c.request_id.clone(), at: chrono::Utc::now() };
+                let wctx = WriteContext {
+                    author: c.principal.username.clone(),
+                    request_id: c.request_id.clone(),
+                    at: chrono::Utc::now(),
+                };
                 let resolved = assign_ids(&entries);
                 let mut order: Vec<usize> = (0..entries.len()).collect();
                 order.sort_by_key(|&i| processing_rank(&entries[i]));
-                let mut responses: Vec<Option<EntryResponse>> = (0..entries.len()).map(|_| None).collect();
+                let mut responses: Vec<Option<EntryResponse>> =
+                    (0..entries.len()).map(|_| None).collect();
                 let mut written = Vec::new();
                 for i in order {
                     let entry = &entries[i];
-                    let (response, stored) = run_entry(conn, &c, &wctx, entry, &resolved).map_err(|e| within_entry(e, entry))?;
+                    let (response, stored) = run_entry(conn, &c, &wctx, entry, &resolved)
+                        .map_err(|e| within_entry(e, entry))?;
                     written.extend(stored);
                     responses[i] = Some(response);
                 }
@@ -385,8 +665,13 @@ async fn run_batch(state: &AppState, ctx: &Ctx, entries: Vec<InEntry>) -> Vec<En
         let outcome = state
             .store
             .transaction_with(move |conn| -> Result<_, ApiError> {
-                let wctx = WriteContext { author: c.principal.username.clone(), request_id: c.request_id.clone(), at: chrono::Utc::now() };
-                run_entry(conn, &c, &wctx, &entry, &HashMap::new()).map_err(|e| within_entry(e, &entry))
+                let wctx = WriteContext {
+                    author: c.principal.username.clone(),
+                    request_id: c.request_id.clone(),
+                    at: chrono::Utc::now(),
+                };
+                run_entry(conn, &c, &wctx, &entry, &HashMap::new())
+                    .map_err(|e| within_entry(e, &entry))
             })
             .await;
         match outcome {
@@ -404,8 +689,16 @@ async fn run_batch(state: &AppState, ctx: &Ctx, entries: Vec<InEntry>) -> Vec<En
 }
 
 fn error_entry(e: ApiError, request_id: &str) -> EntryResponse {
-    let status = format!("{} {}", e.status.as_u16(), e.status.canonical_reason().unwrap_or(""));
-    let issues = if e.issues.is_empty() { vec![Issue::new(IssueCode::Exception, e.title.clone())] } else { e.issues.clone() };
+    let status = format!(
+        "{} {}",
+        e.status.as_u16(),
+        e.status.canonical_reason().unwrap_or("")
+    );
+    let issues = if e.issues.is_empty() {
+        vec![Issue::new(IssueCode::Exception, e.title.clone())]
+    } else {
+        e.issues.clone()
+    };
     EntryResponse {
         status,
         location: None,
@@ -419,26 +712,44 @@ fn error_entry(e: ApiError, request_id: &str) -> EntryResponse {
 fn within_entry(mut e: ApiError, entry: &InEntry) -> ApiError {
     let prefix = format!("{}.resource", entry.path());
     if e.issues.is_empty() {
-        e.issues.push(Issue::new(IssueCode::Processing, e.title.clone()));
+        let title = e.title.clone();
+        e.issues.push(Issue::new(IssueCode::Processing, title));
     }
-    e.issues = e.issues.into_iter().map(|i| i.within(&prefix)).collect();
+    let issues = std::mem::take(&mut e.issues);
+    e.issues = issues.into_iter().map(|i| i.within(&prefix)).collect();
     e
 }
 
-async fn audit_written(state: &AppState, ctx: &Ctx, written: &[(String, Stored)]) -> Result<(), ApiError> {
+async fn audit_written(
+    state: &AppState,
+    ctx: &Ctx,
+    written: &[(String, Stored)],
+) -> Result<(), ApiError> {
     let events = written
         .iter()
         .map(|(action, s)| crate::audit::Event {
-            action: if action == "create" { "create" } else if action == "update" { "update" } else if action == "delete" { "delete" } else { "read" },
+            action: if action == "create" {
+                "create"
+            } else if action == "update" {
+                "update"
+            } else if action == "delete" {
+                "delete"
+            } else {
+                "read"
+            },
             outcome: "success",
-            resource_type: ResourceKind::from_name(&s.resource_type).map_or("Unknown", ResourceKind::name),
+            resource_type: ResourceKind::from_name(&s.resource_type)
+                .map_or("Unknown", ResourceKind::name),
             resource_id: s.id.to_string(),
             patient_id: records::patient_of_stored(s),
             facility_id: Some(s.facility_id),
             detail: "bundle".into(),
         })
         .collect();
-    state.audit.by(&ctx.principal, &ctx.request_id, events).await
+    state
+        .audit
+        .by(&ctx.principal, &ctx.request_id, events)
+        .await
 }
 
 /// Gives every POST entry with a `urn:uuid:` fullUrl its server id up front, so that entries can
@@ -450,14 +761,23 @@ fn assign_ids(entries: &[InEntry]) -> HashMap<String, String> {
         .filter_map(|e| {
             let full_url = e.full_url.as_ref().filter(|u| u.starts_with("urn:uuid:"))?;
             let kind = ResourceKind::from_name(e.url.split(['/', '?']).next()?)?;
-            Some((full_url.clone(), format!("{}/{}", kind.name(), Uuid::new_v4())))
+            Some((
+                full_url.clone(),
+                format!("{}/{}", kind.name(), Uuid::new_v4()),
+            ))
         })
         .collect()
 }
 
 type EntryResult = Result<(EntryResponse, Vec<(String, Stored)>), ApiError>;
 
-fn run_entry(conn: &mut diesel::PgConnection, ctx: &Ctx, wctx: &WriteContext, entry: &InEntry, resolved: &HashMap<String, String>) -> EntryResult {
+fn run_entry(
+    conn: &mut diesel::PgConnection,
+    ctx: &Ctx,
+    wctx: &WriteContext,
+    entry: &InEntry,
+    resolved: &HashMap<String, String>,
+) -> EntryResult {
     let (path, query) = entry.url.split_once('?').unwrap_or((&entry.url, ""));
     let mut parts = path.trim_matches('/').split('/');
     let kind = kind_of(parts.next().unwrap_or_default())?;
@@ -468,28 +788,72 @@ fn run_entry(conn: &mut diesel::PgConnection, ctx: &Ctx, wctx: &WriteContext, en
     });
     match (entry.method, id) {
         (Method::Post, None) => {
-            let parsed = parse_value(kind, resource.unwrap_or_default()).map_err(ApiError::invalid)?;
-            let condition = entry.if_none_exist.as_deref().map(|q| condition_of(kind, q)).transpose()?;
-            let new_id = entry.full_url.as_ref().and_then(|u| resolved.get(u)).and_then(|r| r.split('/').nth(1)).and_then(|i| Uuid::parse_str(i).ok());
-            let created = records::create_in(conn, ctx, parsed, condition, wctx, new_id.unwrap_or_else(Uuid::new_v4))?;
-            let status = if created.created { "201 Created" } else { "200 OK" };
-            Ok((written_response(status, &created.stored), vec![("create".into(), created.stored)]))
+            let parsed =
+                parse_value(kind, resource.unwrap_or_default()).map_err(ApiError::invalid)?;
+            let condition = entry
+                .if_none_exist
+                .as_deref()
+                .map(|q| condition_of(kind, q))
+                .transpose()?;
+            let new_id = entry
+                .full_url
+                .as_ref()
+                .and_then(|u| resolved.get(u))
+                .and_then(|r| r.split('/').nth(1))
+                .and_then(|i| Uuid::parse_str(i).ok());
+            let created = records::create_in(
+                conn,
+                ctx,
+                parsed,
+                condition,
+                wctx,
+                new_id.unwrap_or_else(Uuid::new_v4),
+            )?;
+            let status = if created.created {
+                "201 Created"
+            } else {
+                "200 OK"
+            };
+            Ok((
+                written_response(status, &created.stored),
+                vec![("create".into(), created.stored)],
+            ))
         }
         (Method::Put, Some(id)) => {
-            let parsed = parse_value(kind, resource.unwrap_or_default()).map_err(ApiError::invalid)?;
+            let parsed =
+                parse_value(kind, resource.unwrap_or_default()).map_err(ApiError::invalid)?;
             let version = entry.if_match.as_deref().map(parse_if_match).transpose()?;
             let stored = records::update_in(conn, ctx, id, parsed, version, wctx)?;
-            Ok((written_response("200 OK", &stored), vec![("update".into(), stored)]))
+            Ok((
+                written_response("200 OK", &stored),
+                vec![("update".into(), stored)],
+            ))
         }
         (Method::Delete, Some(id)) => {
             let version = entry.if_match.as_deref().map(parse_if_match).transpose()?;
             let deleted = records::delete_in(conn, ctx, kind, id, version, wctx)?;
-            let response = EntryResponse { status: "204 No Content".into(), location: None, etag: None, last_modified: None, resource: None, outcome: None };
-            Ok((response, deleted.into_iter().map(|s| ("delete".into(), s)).collect()))
+            let response = EntryResponse {
+                status: "204 No Content".into(),
+                location: None,
+                etag: None,
+                last_modified: None,
+                resource: None,
+                outcome: None,
+            };
+            Ok((
+                response,
+                deleted.into_iter().map(|s| ("delete".into(), s)).collect(),
+            ))
         }
         (Method::Get, Some(id)) if query.is_empty() => {
-            let stored = resources::read(conn, kind.name(), id).map_err(|_| ApiError::not_found(format!("{}/{id}", kind.name())))?;
-            if stored.deleted || !ctx.principal.may(Permission::new(kind.guarded_by(), Action::Read), stored.facility_id) {
+            let stored = resources::read(conn, kind.name(), id)
+                .map_err(|_| ApiError::not_found(format!("{}/{id}", kind.name())))?;
+            if stored.deleted
+                || !ctx.principal.may(
+                    Permission::new(kind.guarded_by(), Action::Read),
+                    stored.facility_id,
+                )
+            {
                 return Err(ApiError::not_found(format!("{}/{id}", kind.name())));
             }
             let mut response = written_response("200 OK", &stored);
@@ -497,16 +861,26 @@ fn run_entry(conn: &mut diesel::PgConnection, ctx: &Ctx, wctx: &WriteContext, en
             response.location = None;
             Ok((response, vec![("read".into(), stored)]))
         }
-        _ => Err(ApiError::not_supported(format!("{:?} {} is not supported inside a Bundle", entry.method, entry.url))),
+        _ => Err(ApiError::not_supported(format!(
+            "{:?} {} is not supported inside a Bundle",
+            entry.method, entry.url
+        ))),
     }
 }
 
 fn written_response(status: &str, stored: &Stored) -> EntryResponse {
     EntryResponse {
         status: status.into(),
-        location: Some(format!("{}/{}/_history/{}", stored.resource_type, stored.id, stored.version_id)),
+        location: Some(format!(
+            "{}/{}/_history/{}",
+            stored.resource_type, stored.id, stored.version_id
+        )),
         etag: Some(etag(stored.version_id)),
-        last_modified: Some(stored.last_updated.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        last_modified: Some(
+            stored
+                .last_updated
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+        ),
         resource: None,
         outcome: None,
     }

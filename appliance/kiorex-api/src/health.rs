@@ -10,7 +10,9 @@ use http::StatusCode;
 use serde_json::json;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/health/live", get(live)).route("/health/ready", get(ready))
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
 }
 
 async fn live() -> Response {
@@ -19,10 +21,16 @@ async fn live() -> Response {
 
 async fn ready(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => axum::Json(json!({"status": "pass", "checks": {"database": "pass"}})).into_response(),
+        Ok(()) => {
+            axum::Json(json!({"status": "pass", "checks": {"database": "pass"}})).into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "fail", "checks": {"database": "fail"}}))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"status": "fail", "checks": {"database": "fail"}})),
+            )
+                .into_response()
         }
     }
 }

@@ -29,11 +29,16 @@ pub struct Ctx {
 
 impl Ctx {
     fn write_context(&self) -> WriteContext {
-        WriteContext { author: self.principal.username.clone(), request_id: self.request_id.clone(), at: Utc::now() }
+        WriteContext {
+            author: self.principal.username.clone(),
+            request_id: self.request_id.clone(),
+            at: Utc::now(),
+        }
     }
 
     fn may(&self, kind: ResourceKind, action: Action, facility: Uuid) -> bool {
-        self.principal.may(Permission::new(kind.guarded_by(), action), facility)
+        self.principal
+            .may(Permission::new(kind.guarded_by(), action), facility)
     }
 }
 
@@ -69,27 +74,73 @@ pub fn patient_of_stored(stored: &Stored) -> Option<Uuid> {
         return Some(stored.id);
     }
     ["subject", "patient"].iter().find_map(|field| {
-        stored.content.get(field)?.get("reference")?.as_str()?.strip_prefix("Patient/").and_then(|id| Uuid::parse_str(id).ok())
+        stored
+            .content
+            .get(field)?
+            .get("reference")?
+            .as_str()?
+            .strip_prefix("Patient/")
+            .and_then(|id| Uuid::parse_str(id).ok())
     })
 }
 
 /// Reads the current version; deleted records answer 410, other facilities' records 403.
-pub async fn read(state: &AppState, ctx: &Ctx, kind: ResourceKind, id: Uuid) -> Result<Stored, ApiError> {
-    let stored = state.store.run(move |conn| resources::read(conn, kind.name(), id)).await?;
+pub async fn read(
+    state: &AppState,
+    ctx: &Ctx,
+    kind: ResourceKind,
+    id: Uuid,
+) -> Result<Stored, ApiError> {
+    let stored = state
+        .store
+        .run(move |conn| resources::read(conn, kind.name(), id))
+        .await?;
     checked_read(state, ctx, kind, stored, "read").await
 }
 
-pub async fn vread(state: &AppState, ctx: &Ctx, kind: ResourceKind, id: Uuid, version: i32) -> Result<Stored, ApiError> {
-    let stored = state.store.run(move |conn| resources::vread(conn, kind.name(), id, version)).await?;
+pub async fn vread(
+    state: &AppState,
+    ctx: &Ctx,
+    kind: ResourceKind,
+    id: Uuid,
+    version: i32,
+) -> Result<Stored, ApiError> {
+    let stored = state
+        .store
+        .run(move |conn| resources::vread(conn, kind.name(), id, version))
+        .await?;
     checked_read(state, ctx, kind, stored, "vread").await
 }
 
-async fn checked_read(state: &AppState, ctx: &Ctx, kind: ResourceKind, stored: Stored, action: &'static str) -> Result<Stored, ApiError> {
+async fn checked_read(
+    state: &AppState,
+    ctx: &Ctx,
+    kind: ResourceKind,
+    stored: Stored,
+    action: &'static str,
+) -> Result<Stored, ApiError> {
     if !ctx.may(kind, Action::Read, stored.facility_id) {
-        state.audit.by(&ctx.principal, &ctx.request_id, vec![event(action, "denied", &stored)]).await?;
-        return Err(ApiError::forbidden(format!("you have no {}:read permission at this record's facility", perm_name(kind))));
+        state
+            .audit
+            .by(
+                &ctx.principal,
+                &ctx.request_id,
+                vec![event(action, "denied", &stored)],
+            )
+            .await?;
+        return Err(ApiError::forbidden(format!(
+            "you have no {}:read permission at this record's facility",
+            perm_name(kind)
+        )));
     }
-    state.audit.by(&ctx.principal, &ctx.request_id, vec![event(action, "success", &stored)]).await?;
+    state
+        .audit
+        .by(
+            &ctx.principal,
+            &ctx.request_id,
+            vec![event(action, "success", &stored)],
+        )
+        .await?;
     if stored.deleted {
         return Err(ApiError::gone(format!("{}/{}", kind.name(), stored.id)));
     }
@@ -97,17 +148,48 @@ async fn checked_read(state: &AppState, ctx: &Ctx, kind: ResourceKind, stored: S
 }
 
 fn perm_name(kind: ResourceKind) -> String {
-    Permission::new(kind.guarded_by(), Action::Read).to_string().split(':').next().unwrap_or_default().to_owned()
+    Permission::new(kind.guarded_by(), Action::Read)
+        .to_string()
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Creates a resource; with `if_none_exist`, returns the one existing match instead.
-pub async fn create(state: &AppState, ctx: &Ctx, parsed: Parsed, if_none_exist: Option<FhirSearch>) -> Result<Created, ApiError> {
+pub async fn create(
+    state: &AppState,
+    ctx: &Ctx,
+    parsed: Parsed,
+    if_none_exist: Option<FhirSearch>,
+) -> Result<Created, ApiError> {
     let c = ctx.clone();
     let created = state
         .store
-        .transaction_with(move |conn| create_in(conn, &c, parsed, if_none_exist, &c.write_context(), Uuid::new_v4())).await?;
-    let action = if created.created { "create" } else { "conditional-create-match" };
-    state.audit.by(&ctx.principal, &ctx.request_id, vec![event(action, "success", &created.stored)]).await?;
+        .transaction_with(move |conn| {
+            create_in(
+                conn,
+                &c,
+                parsed,
+                if_none_exist,
+                &c.write_context(),
+                Uuid::new_v4(),
+            )
+        })
+        .await?;
+    let action = if created.created {
+        "create"
+    } else {
+        "conditional-create-match"
+    };
+    state
+        .audit
+        .by(
+            &ctx.principal,
+            &ctx.request_id,
+            vec![event(action, "success", &created.stored)],
+        )
+        .await?;
     Ok(created)
 }
 
@@ -121,10 +203,13 @@ pub fn create_in(
     id: Uuid,
 ) -> Result<Created, ApiError> {
     let kind = parsed.resource.kind();
-    if let Some(condition) = if_none_exist {
-        if let Some(existing) = conditional_match(conn, ctx, kind, condition)? {
-            return Ok(Created { stored: existing, created: false });
-        }
+    if let Some(condition) = if_none_exist
+        && let Some(existing) = conditional_match(conn, ctx, kind, condition)?
+    {
+        return Ok(Created {
+            stored: existing,
+            created: false,
+        });
     }
     let draft = prepare(conn, ctx, parsed, id, true)?;
     let is_patient = kind == ResourceKind::Patient;
@@ -132,25 +217,53 @@ pub fn create_in(
     if is_patient {
         queue_possible_duplicates(conn, &stored, wctx)?;
     }
-    Ok(Created { stored, created: true })
+    Ok(Created {
+        stored,
+        created: true,
+    })
 }
 
-fn conditional_match(conn: &mut PgConnection, ctx: &Ctx, kind: ResourceKind, mut condition: FhirSearch) -> Result<Option<Stored>, ApiError> {
-    condition.query.facilities = ctx.principal.facilities_with(Permission::new(kind.guarded_by(), Action::Read));
+fn conditional_match(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    kind: ResourceKind,
+    mut condition: FhirSearch,
+) -> Result<Option<Stored>, ApiError> {
+    condition.query.facilities = ctx
+        .principal
+        .facilities_with(Permission::new(kind.guarded_by(), Action::Read));
     condition.query.count = 2;
     let page = search::search(conn, &condition.query)?;
     match page.matches.len() {
         0 => Ok(None),
         1 => Ok(page.matches.into_iter().next()),
-        _ => Err(ApiError::precondition_failed("If-None-Exist matches more than one resource; make the condition more specific")),
+        _ => Err(ApiError::precondition_failed(
+            "If-None-Exist matches more than one resource; make the condition more specific",
+        )),
     }
 }
 
 /// Updates a resource; `if_match` is the version the writer last saw.
-pub async fn update(state: &AppState, ctx: &Ctx, id: Uuid, parsed: Parsed, if_match: Option<i32>) -> Result<Stored, ApiError> {
+pub async fn update(
+    state: &AppState,
+    ctx: &Ctx,
+    id: Uuid,
+    parsed: Parsed,
+    if_match: Option<i32>,
+) -> Result<Stored, ApiError> {
     let c = ctx.clone();
-    let stored = state.store.transaction_with(move |conn| update_in(conn, &c, id, parsed, if_match, &c.write_context())).await?;
-    state.audit.by(&ctx.principal, &ctx.request_id, vec![event("update", "success", &stored)]).await?;
+    let stored = state
+        .store
+        .transaction_with(move |conn| update_in(conn, &c, id, parsed, if_match, &c.write_context()))
+        .await?;
+    state
+        .audit
+        .by(
+            &ctx.principal,
+            &ctx.request_id,
+            vec![event("update", "success", &stored)],
+        )
+        .await?;
     Ok(stored)
 }
 
@@ -165,7 +278,13 @@ pub fn update_in(
     if let Some(body_id) = parsed.json.get("id").and_then(Value::as_str)
         && body_id != id.to_string()
     {
-        return Err(ApiError::invalid(vec![Issue::new(IssueCode::Invalid, "the resource id must match the id in the URL").at("id")]));
+        return Err(ApiError::invalid(vec![
+            Issue::new(
+                IssueCode::Invalid,
+                "the resource id must match the id in the URL",
+            )
+            .at("id"),
+        ]));
     }
     let kind = parsed.resource.kind();
     let current = resources::read(conn, kind.name(), id).map_err(|e| match e {
@@ -173,18 +292,42 @@ pub fn update_in(
         other => other.into(),
     })?;
     if !ctx.may(kind, Action::Write, current.facility_id) {
-        return Err(ApiError::forbidden("you may not change records at this facility"));
+        return Err(ApiError::forbidden(
+            "you may not change records at this facility",
+        ));
     }
     let draft = prepare(conn, ctx, parsed, id, false)?;
-    Ok(resources::update(conn, wctx, draft, if_match, Change::Update)?)
+    Ok(resources::update(
+        conn,
+        wctx,
+        draft,
+        if_match,
+        Change::Update,
+    )?)
 }
 
 /// Soft-deletes a resource (a new version marked deleted). Deleting twice is not an error.
-pub async fn delete(state: &AppState, ctx: &Ctx, kind: ResourceKind, id: Uuid, if_match: Option<i32>) -> Result<(), ApiError> {
+pub async fn delete(
+    state: &AppState,
+    ctx: &Ctx,
+    kind: ResourceKind,
+    id: Uuid,
+    if_match: Option<i32>,
+) -> Result<(), ApiError> {
     let c = ctx.clone();
-    let deleted = state.store.transaction_with(move |conn| delete_in(conn, &c, kind, id, if_match, &c.write_context())).await?;
+    let deleted = state
+        .store
+        .transaction_with(move |conn| delete_in(conn, &c, kind, id, if_match, &c.write_context()))
+        .await?;
     if let Some(stored) = deleted {
-        state.audit.by(&ctx.principal, &ctx.request_id, vec![event("delete", "success", &stored)]).await?;
+        state
+            .audit
+            .by(
+                &ctx.principal,
+                &ctx.request_id,
+                vec![event("delete", "success", &stored)],
+            )
+            .await?;
     }
     Ok(())
 }
@@ -198,29 +341,44 @@ pub fn delete_in(
     wctx: &WriteContext,
 ) -> Result<Option<Stored>, ApiError> {
     if kind == ResourceKind::Organization {
-        return Err(ApiError::not_supported("facilities are managed with `kiorex facility`, not through FHIR"));
+        return Err(ApiError::not_supported(
+            "facilities are managed with `kiorex facility`, not through FHIR",
+        ));
     }
     let current = resources::read(conn, kind.name(), id).map_err(|e| match e {
         StoreError::NotFound => ApiError::not_found(format!("{}/{id}", kind.name())),
         other => other.into(),
     })?;
     if !ctx.may(kind, Action::Write, current.facility_id) {
-        return Err(ApiError::forbidden("you may not delete records at this facility"));
+        return Err(ApiError::forbidden(
+            "you may not delete records at this facility",
+        ));
     }
     Ok(resources::delete(conn, wctx, kind.name(), id, if_match)?)
 }
 
 /// Turns a parsed resource into a draft: decides its facility, checks the caller may write
 /// there, checks every reference, assigns an MRN to a new patient and interprets vital signs.
-fn prepare(conn: &mut PgConnection, ctx: &Ctx, parsed: Parsed, id: Uuid, is_new: bool) -> Result<Draft, ApiError> {
+fn prepare(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    parsed: Parsed,
+    id: Uuid,
+    is_new: bool,
+) -> Result<Draft, ApiError> {
     let kind = parsed.resource.kind();
     if kind == ResourceKind::Organization {
-        return Err(ApiError::not_supported("facilities are managed with `kiorex facility`, not through FHIR"));
+        return Err(ApiError::not_supported(
+            "facilities are managed with `kiorex facility`, not through FHIR",
+        ));
     }
     let links = extract::links(&parsed.resource).map_err(ApiError::invalid)?;
     let facility_id = facility_for(conn, ctx, kind, &parsed, &links)?;
     if !ctx.may(kind, Action::Write, facility_id) {
-        return Err(ApiError::forbidden(format!("you may not write {} records at this facility", kind.name())));
+        return Err(ApiError::forbidden(format!(
+            "you may not write {} records at this facility",
+            kind.name()
+        )));
     }
     check_links(conn, ctx, kind, &links, facility_id)?;
     let mut json = parsed.json;
@@ -238,21 +396,47 @@ fn prepare(conn: &mut PgConnection, ctx: &Ctx, parsed: Parsed, id: Uuid, is_new:
     let parsed = parse_value(kind, json).map_err(ApiError::invalid)?;
     let links = extract::links(&parsed.resource).map_err(ApiError::invalid)?;
     let index = extract::index(&parsed.resource, &links);
-    Ok(Draft { resource_type: kind.name(), id, facility_id, content: parsed.json, index })
+    Ok(Draft {
+        resource_type: kind.name(),
+        id,
+        facility_id,
+        content: parsed.json,
+        index,
+    })
 }
 
 /// A patient's record lives at its patient's facility; a patient at its managing organization
 /// or, when not given, at the one facility where the caller registers patients.
-fn facility_for(conn: &mut PgConnection, ctx: &Ctx, kind: ResourceKind, parsed: &Parsed, links: &[Link]) -> Result<Uuid, ApiError> {
+fn facility_for(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    kind: ResourceKind,
+    parsed: &Parsed,
+    links: &[Link],
+) -> Result<Uuid, ApiError> {
     if kind.in_patient_compartment() {
         let Some(patient_id) = extract::patient_of(&parsed.resource, links) else {
-            return Err(ApiError::invalid(vec![Issue::new(IssueCode::Required, "the record must name its patient")]));
+            return Err(ApiError::invalid(vec![Issue::new(
+                IssueCode::Required,
+                "the record must name its patient",
+            )]));
         };
-        let element = links.iter().find(|l| l.id == patient_id).map(|l| l.element.clone()).unwrap_or_default();
-        let patient = resources::read(conn, "Patient", patient_id).ok().filter(|p| !p.deleted);
+        let element = links
+            .iter()
+            .find(|l| l.id == patient_id)
+            .map(|l| l.element.clone())
+            .unwrap_or_default();
+        let patient = resources::read(conn, "Patient", patient_id)
+            .ok()
+            .filter(|p| !p.deleted);
         return match patient {
-            Some(p) if ctx.may(ResourceKind::Patient, Action::Read, p.facility_id) => Ok(p.facility_id),
-            _ => Err(missing_reference(&element, &format!("Patient/{patient_id}"))),
+            Some(p) if ctx.may(ResourceKind::Patient, Action::Read, p.facility_id) => {
+                Ok(p.facility_id)
+            }
+            _ => Err(missing_reference(
+                &element,
+                &format!("Patient/{patient_id}"),
+            )),
         };
     }
     if kind == ResourceKind::Patient
@@ -260,10 +444,15 @@ fn facility_for(conn: &mut PgConnection, ctx: &Ctx, kind: ResourceKind, parsed: 
     {
         return match facilities::find(conn, org.id)? {
             Some(f) => Ok(f.id),
-            None => Err(missing_reference(&org.element, &format!("Organization/{}", org.id))),
+            None => Err(missing_reference(
+                &org.element,
+                &format!("Organization/{}", org.id),
+            )),
         };
     }
-    let writable = ctx.principal.facilities_with(Permission::new(kind.guarded_by(), Action::Write));
+    let writable = ctx
+        .principal
+        .facilities_with(Permission::new(kind.guarded_by(), Action::Write));
     match writable.as_slice() {
         [only] => Ok(*only),
         [] => Err(ApiError::forbidden(format!("you may not write {} records at any facility", kind.name()))),
@@ -276,27 +465,70 @@ fn facility_for(conn: &mut PgConnection, ctx: &Ctx, kind: ResourceKind, parsed: 
 
 fn missing_reference(element: &str, target: &str) -> ApiError {
     ApiError::invalid(vec![
-        Issue::new(IssueCode::Value, format!("{target} does not exist, was deleted, or is not visible to you")).at(element.to_owned()),
+        Issue::new(
+            IssueCode::Value,
+            format!("{target} does not exist, was deleted, or is not visible to you"),
+        )
+        .at(element.to_owned()),
     ])
 }
 
 /// Every reference must point at a live record; records of a patient may only point at records
 /// of the same facility.
-fn check_links(conn: &mut PgConnection, ctx: &Ctx, kind: ResourceKind, links: &[Link], facility_id: Uuid) -> Result<(), ApiError> {
+fn check_links(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    kind: ResourceKind,
+    links: &[Link],
+    facility_id: Uuid,
+) -> Result<(), ApiError> {
     let ids: Vec<Uuid> = links.iter().map(|l| l.id).collect();
     let found = resources::read_many(conn, &ids)?;
     let mut issues = Vec::new();
     for link in links {
-        let target = found.iter().find(|s| s.id == link.id && s.resource_type == link.target.name() && !s.deleted);
-        let visible = target.is_some_and(|t| ctx.may(link.target, Action::Read, t.facility_id) || link.target == ResourceKind::Organization);
-        let same_facility = target.is_some_and(|t| t.facility_id == facility_id || !kind.in_patient_compartment() || link.target == ResourceKind::Practitioner);
+        let target = found
+            .iter()
+            .find(|s| s.id == link.id && s.resource_type == link.target.name() && !s.deleted);
+        let visible = target.is_some_and(|t| {
+            ctx.may(link.target, Action::Read, t.facility_id)
+                || link.target == ResourceKind::Organization
+        });
+        let same_facility = target.is_some_and(|t| {
+            t.facility_id == facility_id
+                || !kind.in_patient_compartment()
+                || link.target == ResourceKind::Practitioner
+        });
         if !visible {
-            issues.push(Issue::new(IssueCode::Value, format!("{}/{} does not exist, was deleted, or is not visible to you", link.target.name(), link.id)).at(link.element.clone()));
+            issues.push(
+                Issue::new(
+                    IssueCode::Value,
+                    format!(
+                        "{}/{} does not exist, was deleted, or is not visible to you",
+                        link.target.name(),
+                        link.id
+                    ),
+                )
+                .at(link.element.clone()),
+            );
         } else if !same_facility {
-            issues.push(Issue::new(IssueCode::Value, format!("{}/{} belongs to another facility", link.target.name(), link.id)).at(link.element.clone()));
+            issues.push(
+                Issue::new(
+                    IssueCode::Value,
+                    format!(
+                        "{}/{} belongs to another facility",
+                        link.target.name(),
+                        link.id
+                    ),
+                )
+                .at(link.element.clone()),
+            );
         }
     }
-    if issues.is_empty() { Ok(()) } else { Err(ApiError::invalid(issues)) }
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(issues))
+    }
 }
 
 fn set_managing_organization(json: &mut Value, facility_id: Uuid) {
@@ -304,14 +536,29 @@ fn set_managing_organization(json: &mut Value, facility_id: Uuid) {
 }
 
 /// Gives a new patient the facility's next MRN, unless it already carries one of this facility.
-fn assign_mrn(conn: &mut PgConnection, json: &mut Value, facility_id: Uuid) -> Result<(), ApiError> {
-    let facility = facilities::find(conn, facility_id)?.ok_or_else(|| ApiError::internal("facility vanished"))?;
+fn assign_mrn(
+    conn: &mut PgConnection,
+    json: &mut Value,
+    facility_id: Uuid,
+) -> Result<(), ApiError> {
+    let facility = facilities::find(conn, facility_id)?
+        .ok_or_else(|| ApiError::internal("facility vanished"))?;
     let system = format!("{MRN_SYSTEM_PREFIX}{}", facility.code);
-    let identifiers = json.get("identifier").and_then(Value::as_array).cloned().unwrap_or_default();
-    if identifiers.iter().any(|i| i.get("system").and_then(Value::as_str) == Some(&system)) {
+    let identifiers = json
+        .get("identifier")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if identifiers
+        .iter()
+        .any(|i| i.get("system").and_then(Value::as_str) == Some(&system))
+    {
         return Ok(());
     }
-    let mrn = Mrn::new(&facility.code, facilities::next_mrn_sequence(conn, facility_id)?);
+    let mrn = Mrn::new(
+        &facility.code,
+        facilities::next_mrn_sequence(conn, facility_id)?,
+    );
     let mut identifiers = identifiers;
     identifiers.insert(
         0,
@@ -328,8 +575,14 @@ fn interpret_vital_sign(json: &mut Value) {
     if json.get("interpretation").is_some() {
         return;
     }
-    let Some(value) = json.pointer("/valueQuantity/value").and_then(Value::as_f64) else { return };
-    let codes = json.pointer("/code/coding").and_then(Value::as_array).cloned().unwrap_or_default();
+    let Some(value) = json.pointer("/valueQuantity/value").and_then(Value::as_f64) else {
+        return;
+    };
+    let codes = json
+        .pointer("/code/coding")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let Some(vital) = codes
         .iter()
         .filter(|c| c.get("system").and_then(Value::as_str) == Some(LOINC))
@@ -340,8 +593,12 @@ fn interpret_vital_sign(json: &mut Value) {
     let interpretation = interpret(value, &vital.range);
     json["interpretation"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
         "code": interpretation.code(), "display": interpretation.display()}]}]);
-    if json.get("referenceRange").is_none() && (vital.range.low.is_some() || vital.range.high.is_some()) {
-        let quantity = |v: Option<f64>| v.map(|v| json!({"value": v, "unit": vital.range.unit, "system": extract::UCUM, "code": vital.range.unit}));
+    if json.get("referenceRange").is_none()
+        && (vital.range.low.is_some() || vital.range.high.is_some())
+    {
+        let quantity = |v: Option<f64>| {
+            v.map(|v| json!({"value": v, "unit": vital.range.unit, "system": extract::UCUM, "code": vital.range.unit}))
+        };
         let mut range = json!({"text": "Kiorex default adult range (not set by the laboratory)"});
         if let Some(low) = quantity(vital.range.low) {
             range["low"] = low;
@@ -355,11 +612,28 @@ fn interpret_vital_sign(json: &mut Value) {
 
 /// A new patient that looks like an existing one goes on the review list; partners are not
 /// refused (they use conditional create to avoid duplicates), registrars decide.
-fn queue_possible_duplicates(conn: &mut PgConnection, stored: &Stored, wctx: &WriteContext) -> Result<(), ApiError> {
+fn queue_possible_duplicates(
+    conn: &mut PgConnection,
+    stored: &Stored,
+    wctx: &WriteContext,
+) -> Result<(), ApiError> {
     let traits = crate::registration::traits_of(&stored.content);
-    let candidates = crate::registration::likely_duplicates(conn, &[stored.facility_id], &traits, Some(stored.id))?;
+    let candidates = crate::registration::likely_duplicates(
+        conn,
+        &[stored.facility_id],
+        &traits,
+        Some(stored.id),
+    )?;
     for (candidate, s) in candidates.into_iter().filter(|(_, s)| s.score >= POSSIBLE) {
-        review::add(conn, stored.facility_id, stored.id, candidate.id, s.score, &s.reasons, wctx.at)?;
+        review::add(
+            conn,
+            stored.facility_id,
+            stored.id,
+            candidate.id,
+            s.score,
+            &s.reasons,
+            wctx.at,
+        )?;
     }
     Ok(())
 }
@@ -370,56 +644,99 @@ pub struct Found {
     pub included: Vec<Stored>,
 }
 
-pub async fn search(state: &AppState, ctx: &Ctx, kind: ResourceKind, mut fhir: FhirSearch) -> Result<Found, ApiError> {
-    fhir.query.facilities = ctx.principal.facilities_with(Permission::new(kind.guarded_by(), Action::Read));
+pub async fn search(
+    state: &AppState,
+    ctx: &Ctx,
+    kind: ResourceKind,
+    mut fhir: FhirSearch,
+) -> Result<Found, ApiError> {
+    fhir.query.facilities = ctx
+        .principal
+        .facilities_with(Permission::new(kind.guarded_by(), Action::Read));
     if fhir.query.facilities.is_empty() {
-        return Err(ApiError::forbidden(format!("you may not read {} records at any facility", kind.name())));
+        return Err(ApiError::forbidden(format!(
+            "you may not read {} records at any facility",
+            kind.name()
+        )));
     }
     let principal = ctx.principal.clone();
-    let found = state
-        .store
-        .run(move |conn| {
-            let page = search::search(conn, &fhir.query)?;
-            let ids: Vec<Uuid> = page.matches.iter().map(|s| s.id).collect();
-            let mut included = Vec::new();
-            for def in &fhir.includes {
-                let targets = search::included_targets(conn, &ids, def.name)?;
-                included.extend(resources::read_many(conn, &targets)?.into_iter().filter(|t| {
-                    !t.deleted
-                        && ResourceKind::from_name(&t.resource_type)
-                            .is_some_and(|k| principal.may(Permission::new(k.guarded_by(), Action::Read), t.facility_id))
-                }));
-            }
-            Ok(Found { page, included })
-        })
+    let found =
+        state
+            .store
+            .run(move |conn| {
+                let page = search::search(conn, &fhir.query)?;
+                let ids: Vec<Uuid> = page.matches.iter().map(|s| s.id).collect();
+                let mut included = Vec::new();
+                for def in &fhir.includes {
+                    let targets = search::included_targets(conn, &ids, def.name)?;
+                    included.extend(resources::read_many(conn, &targets)?.into_iter().filter(
+                        |t| {
+                            !t.deleted
+                                && ResourceKind::from_name(&t.resource_type).is_some_and(|k| {
+                                    principal.may(
+                                        Permission::new(k.guarded_by(), Action::Read),
+                                        t.facility_id,
+                                    )
+                                })
+                        },
+                    ));
+                }
+                Ok(Found { page, included })
+            })
+            .await?;
+    let events: Vec<Event<'_>> = found
+        .page
+        .matches
+        .iter()
+        .chain(&found.included)
+        .map(|s| event("search", "success", s))
+        .collect();
+    state
+        .audit
+        .by(&ctx.principal, &ctx.request_id, events)
         .await?;
-    let events: Vec<Event<'_>> = found.page.matches.iter().chain(&found.included).map(|s| event("search", "success", s)).collect();
-    state.audit.by(&ctx.principal, &ctx.request_id, events).await?;
     Ok(found)
 }
 
 /// A patient and every live record that refers to them (FHIR `Patient/$everything`).
-pub async fn everything(state: &AppState, ctx: &Ctx, patient_id: Uuid) -> Result<Vec<Stored>, ApiError> {
+pub async fn everything(
+    state: &AppState,
+    ctx: &Ctx,
+    patient_id: Uuid,
+) -> Result<Vec<Stored>, ApiError> {
     let patient = read(state, ctx, ResourceKind::Patient, patient_id).await?;
     let principal = ctx.principal.clone();
     let records = state
         .store
         .run(move |conn| {
             let ids = resources::referencing(conn, patient_id)?;
-            Ok(resources::read_many(conn, &ids)?)
+            resources::read_many(conn, &ids)
         })
         .await?;
     let mut records: Vec<Stored> = records
         .into_iter()
         .filter(|s| {
             !s.deleted
-                && ResourceKind::from_name(&s.resource_type)
-                    .is_some_and(|k| k.in_patient_compartment() && principal.may(Permission::new(k.guarded_by(), Action::Read), s.facility_id))
+                && ResourceKind::from_name(&s.resource_type).is_some_and(|k| {
+                    k.in_patient_compartment()
+                        && principal
+                            .may(Permission::new(k.guarded_by(), Action::Read), s.facility_id)
+                })
         })
         .collect();
-    records.sort_by(|a, b| a.resource_type.cmp(&b.resource_type).then(b.last_updated.cmp(&a.last_updated)));
-    let events: Vec<Event<'_>> = records.iter().map(|s| event("everything", "success", s)).collect();
-    state.audit.by(&ctx.principal, &ctx.request_id, events).await?;
+    records.sort_by(|a, b| {
+        a.resource_type
+            .cmp(&b.resource_type)
+            .then(b.last_updated.cmp(&a.last_updated))
+    });
+    let events: Vec<Event<'_>> = records
+        .iter()
+        .map(|s| event("everything", "success", s))
+        .collect();
+    state
+        .audit
+        .by(&ctx.principal, &ctx.request_id, events)
+        .await?;
     let mut all = vec![patient];
     all.extend(records);
     Ok(all)

@@ -7,11 +7,11 @@ use crate::error::{ApiError, Dialect};
 use crate::records::Ctx;
 use crate::registration::{self, Merged, Registered, Registration};
 use crate::state::AppState;
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State, rejection::JsonRejection};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use http::StatusCode;
 use kiorex_domain::permission::{Action, Permission, Resource};
 use kiorex_fhir::{Issue, IssueCode};
@@ -32,7 +32,11 @@ pub fn routes() -> Router<AppState> {
         .route("/openapi.json", get(openapi))
 }
 
-fn rest_result<T: Serialize>(request_id: &str, status: StatusCode, result: Result<T, ApiError>) -> Response {
+fn rest_result<T: Serialize>(
+    request_id: &str,
+    status: StatusCode,
+    result: Result<T, ApiError>,
+) -> Response {
     match result {
         Ok(body) => (status, Json(body)).into_response(),
         Err(e) => e.render(Dialect::Problem, request_id),
@@ -43,12 +47,21 @@ fn rest_result<T: Serialize>(request_id: &str, status: StatusCode, result: Resul
 fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     payload.map(|Json(v)| v).map_err(|rejection| {
         let message = match &rejection {
-            JsonRejection::JsonDataError(e) => format!("{}", std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string)),
+            JsonRejection::JsonDataError(e) => {
+                std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string)
+            }
             JsonRejection::JsonSyntaxError(_) => "the body is not valid JSON".to_owned(),
-            JsonRejection::MissingJsonContentType(_) => "send Content-Type: application/json".to_owned(),
+            JsonRejection::MissingJsonContentType(_) => {
+                "send Content-Type: application/json".to_owned()
+            }
             other => other.body_text(),
         };
-        ApiError::new(rejection.status(), "KX-REQ-001", "The request body is not valid").with_issues(vec![Issue::new(IssueCode::Invalid, message)])
+        ApiError::new(
+            rejection.status(),
+            "KX-REQ-001",
+            "The request body is not valid",
+        )
+        .with_issues(vec![Issue::new(IssueCode::Invalid, message)])
     })
 }
 
@@ -69,33 +82,70 @@ pub struct TokenResponse {
 /// Exchanges a local account's username and password for a short-lived bearer token.
 #[utoipa::path(post, path = "/api/v1/auth/token", request_body = TokenRequest,
     responses((status = 200, body = TokenResponse), (status = 401, description = "Wrong username or password")))]
-async fn token(State(state): State<AppState>, rid: RequestId, payload: Result<Json<TokenRequest>, JsonRejection>) -> Response {
+async fn token(
+    State(state): State<AppState>,
+    rid: RequestId,
+    payload: Result<Json<TokenRequest>, JsonRejection>,
+) -> Response {
     let result = async {
         let request = body(payload)?;
         let username = request.username.clone();
-        let account = state.store.run(move |conn| accounts::find_by_username(conn, &username)).await?;
-        let hash = account.as_ref().and_then(|a| a.password_hash.clone()).unwrap_or_else(dummy_hash);
+        let account = state
+            .store
+            .run(move |conn| accounts::find_by_username(conn, &username))
+            .await?;
+        let hash = account
+            .as_ref()
+            .and_then(|a| a.password_hash.clone())
+            .unwrap_or_else(dummy_hash);
         let password = request.password.clone();
         // argon2 is deliberately slow: keep it off the async workers. Unknown users are checked
         // against a dummy hash so that timing does not reveal which usernames exist.
-        let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
+        let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .unwrap_or(false);
         let account = account.filter(|a| matches && !a.disabled);
-        let outcome = if account.is_some() { "success" } else { "failure" };
+        let outcome = if account.is_some() {
+            "success"
+        } else {
+            "failure"
+        };
         state
             .audit
-            .record(&request.username, &rid.0, vec![Event { action: "sign-in", outcome, resource_type: "", resource_id: String::new(),
-                patient_id: None, facility_id: None, detail: "local account".into() }])
+            .record(
+                &request.username,
+                &rid.0,
+                vec![Event {
+                    action: "sign-in",
+                    outcome,
+                    resource_type: "",
+                    resource_id: String::new(),
+                    patient_id: None,
+                    facility_id: None,
+                    detail: "local account".into(),
+                }],
+            )
             .await?;
-        let account = account.ok_or_else(|| ApiError::unauthenticated("wrong username or password"))?;
-        let principal = kiorex_domain::permission::Principal { user_id: account.id, username: account.username, grants: account.grants };
-        Ok(TokenResponse { access_token: state.tokens.issue(&principal)?, token_type: "Bearer", expires_in: state.tokens.ttl_seconds() })
+        let account =
+            account.ok_or_else(|| ApiError::unauthenticated("wrong username or password"))?;
+        let principal = kiorex_domain::permission::Principal {
+            user_id: account.id,
+            username: account.username,
+            grants: account.grants,
+        };
+        Ok(TokenResponse {
+            access_token: state.tokens.issue(&principal)?,
+            token_type: "Bearer",
+            expires_in: state.tokens.ttl_seconds(),
+        })
     };
     rest_result(&rid.0, StatusCode::OK, result.await)
 }
 
 fn dummy_hash() -> String {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| hash_password("kiorex-dummy-password").unwrap_or_default()).clone()
+    HASH.get_or_init(|| hash_password("kiorex-dummy-password").unwrap_or_default())
+        .clone()
 }
 
 /// Registers a patient. Answers 409 with the likely duplicates when a strong match exists and no
@@ -103,10 +153,23 @@ fn dummy_hash() -> String {
 #[utoipa::path(post, path = "/api/v1/patients", request_body = Registration, security(("bearer" = [])),
     responses((status = 201, body = Registered), (status = 409, description = "Likely duplicate; the body lists the matches"),
               (status = 422, description = "Invalid registration")))]
-async fn register(State(state): State<AppState>, Caller(principal): Caller, rid: RequestId, payload: Result<Json<Registration>, JsonRejection>) -> Response {
+async fn register(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    rid: RequestId,
+    payload: Result<Json<Registration>, JsonRejection>,
+) -> Response {
     let result = async {
         let registration = body(payload)?;
-        registration::register(&state, &Ctx { principal, request_id: rid.0.clone() }, registration).await
+        registration::register(
+            &state,
+            &Ctx {
+                principal,
+                request_id: rid.0.clone(),
+            },
+            registration,
+        )
+        .await
     };
     rest_result(&rid.0, StatusCode::CREATED, result.await)
 }
@@ -122,10 +185,25 @@ pub struct MergeRequest {
 #[utoipa::path(post, path = "/api/v1/patients/{id}/merge", request_body = MergeRequest, security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The duplicate record to retire")),
     responses((status = 200, body = Merged), (status = 409, description = "Already merged or different facilities")))]
-async fn merge(State(state): State<AppState>, Caller(principal): Caller, rid: RequestId, Path(id): Path<Uuid>, payload: Result<Json<MergeRequest>, JsonRejection>) -> Response {
+async fn merge(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    rid: RequestId,
+    Path(id): Path<Uuid>,
+    payload: Result<Json<MergeRequest>, JsonRejection>,
+) -> Response {
     let result = async {
         let request = body(payload)?;
-        registration::merge_patients(&state, &Ctx { principal, request_id: rid.0.clone() }, id, request.survivor_id).await
+        registration::merge_patients(
+            &state,
+            &Ctx {
+                principal,
+                request_id: rid.0.clone(),
+            },
+            id,
+            request.survivor_id,
+        )
+        .await
     };
     rest_result(&rid.0, StatusCode::OK, result.await)
 }
@@ -134,25 +212,54 @@ async fn merge(State(state): State<AppState>, Caller(principal): Caller, rid: Re
 #[utoipa::path(post, path = "/api/v1/merges/{id}/undo", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The merge id returned by the merge")),
     responses((status = 200, body = Merged), (status = 409, description = "Already undone, or records changed since")))]
-async fn unmerge(State(state): State<AppState>, Caller(principal): Caller, rid: RequestId, Path(id): Path<Uuid>) -> Response {
-    let result = registration::unmerge(&state, &Ctx { principal, request_id: rid.0.clone() }, id).await;
+async fn unmerge(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    rid: RequestId,
+    Path(id): Path<Uuid>,
+) -> Response {
+    let result = registration::unmerge(
+        &state,
+        &Ctx {
+            principal,
+            request_id: rid.0.clone(),
+        },
+        id,
+    )
+    .await;
     rest_result(&rid.0, StatusCode::OK, result)
 }
 
 /// Possible duplicates accepted from partner systems, oldest first.
 #[utoipa::path(get, path = "/api/v1/duplicates", security(("bearer" = [])), responses((status = 200, description = "Open review items")))]
-async fn duplicates(State(state): State<AppState>, Caller(principal): Caller, rid: RequestId) -> Response {
+async fn duplicates(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    rid: RequestId,
+) -> Response {
     let result = async {
         let scope = principal.facilities_with(Permission::new(Resource::Patient, Action::Merge));
         if scope.is_empty() {
-            return Err(ApiError::forbidden("reviewing duplicates needs the patient:merge permission"));
+            return Err(ApiError::forbidden(
+                "reviewing duplicates needs the patient:merge permission",
+            ));
         }
-        let items = state.store.run(move |conn| review::open(conn, &scope, 200)).await?;
+        let items = state
+            .store
+            .run(move |conn| review::open(conn, &scope, 200))
+            .await?;
         let events = items
             .iter()
             .flat_map(|i| [i.patient_id, i.candidate_id])
-            .map(|p| Event { action: "duplicate-review", outcome: "success", resource_type: "Patient", resource_id: p.to_string(),
-                             patient_id: Some(p), facility_id: None, detail: String::new() })
+            .map(|p| Event {
+                action: "duplicate-review",
+                outcome: "success",
+                resource_type: "Patient",
+                resource_id: p.to_string(),
+                patient_id: Some(p),
+                facility_id: None,
+                detail: String::new(),
+            })
             .collect();
         state.audit.by(&principal, &rid.0, events).await?;
         Ok(items)
@@ -162,11 +269,18 @@ async fn duplicates(State(state): State<AppState>, Caller(principal): Caller, ri
 
 /// The facilities the caller works at.
 #[utoipa::path(get, path = "/api/v1/facilities", security(("bearer" = [])), responses((status = 200, description = "Facilities")))]
-async fn list_facilities(State(state): State<AppState>, Caller(principal): Caller, rid: RequestId) -> Response {
+async fn list_facilities(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    rid: RequestId,
+) -> Response {
     let result = async {
         let visible = principal.facilities_with(Permission::new(Resource::Facility, Action::Read));
         let all = state.store.run(facilities::all).await?;
-        Ok(all.into_iter().filter(|f| visible.contains(&f.id)).collect::<Vec<_>>())
+        Ok(all
+            .into_iter()
+            .filter(|f| visible.contains(&f.id))
+            .collect::<Vec<_>>())
     };
     rest_result(&rid.0, StatusCode::OK, result.await)
 }

@@ -71,10 +71,16 @@ pub fn verify_link(
     if let Some(prev_seq) = previous_seq
         && facts.seq != prev_seq + 1
     {
-        return Err(ChainBreak::Gap { after: prev_seq, next: facts.seq });
+        return Err(ChainBreak::Gap {
+            after: prev_seq,
+            next: facts.seq,
+        });
     }
     if stored_previous != previous {
-        return Err(ChainBreak::Broken { seq: facts.seq, expected_previous: previous.to_owned() });
+        return Err(ChainBreak::Broken {
+            seq: facts.seq,
+            expected_previous: previous.to_owned(),
+        });
     }
     if chain_hash(previous, facts) != stored_hash {
         return Err(ChainBreak::Altered { seq: facts.seq });
@@ -106,8 +112,14 @@ mod tests {
     fn a_chain_verifies_and_a_change_is_caught() {
         let h1 = chain_hash(GENESIS, &facts(1, "alice"));
         let h2 = chain_hash(&h1, &facts(2, "bob"));
-        assert_eq!(verify_link(None, GENESIS, GENESIS, &h1, &facts(1, "alice")), Ok(()));
-        assert_eq!(verify_link(Some(1), &h1, &h1, &h2, &facts(2, "bob")), Ok(()));
+        assert_eq!(
+            verify_link(None, GENESIS, GENESIS, &h1, &facts(1, "alice")),
+            Ok(())
+        );
+        assert_eq!(
+            verify_link(Some(1), &h1, &h1, &h2, &facts(2, "bob")),
+            Ok(())
+        );
         assert_eq!(
             verify_link(Some(1), &h1, &h1, &h2, &facts(2, "mallory")),
             Err(ChainBreak::Altered { seq: 2 })

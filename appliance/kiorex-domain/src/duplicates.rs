@@ -45,7 +45,8 @@ pub const POSSIBLE: f64 = 0.70;
 /// How alike two patients are.
 pub fn score(new: &PatientTraits, existing: &PatientTraits) -> MatchScore {
     let mut reasons = Vec::new();
-    let mut score = name_score(new, existing, &mut reasons) + birth_date_score(new, existing, &mut reasons);
+    let mut score =
+        name_score(new, existing, &mut reasons) + birth_date_score(new, existing, &mut reasons);
     if shares_phone(new, existing) {
         score += 0.10;
         reasons.push("same phone number".into());
@@ -70,7 +71,11 @@ pub fn score(new: &PatientTraits, existing: &PatientTraits) -> MatchScore {
         IdentifierEvidence::None => {}
     }
     let score = score.clamp(0.0, 1.0);
-    MatchScore { score, strength: strength(score), reasons }
+    MatchScore {
+        score,
+        strength: strength(score),
+        reasons,
+    }
 }
 
 fn strength(score: f64) -> MatchStrength {
@@ -91,7 +96,10 @@ fn name_score(new: &PatientTraits, existing: &PatientTraits, reasons: &mut Vec<S
     if family >= 0.99 && given >= 0.99 {
         reasons.push("same name".into());
     } else if family >= 0.85 && given >= 0.80 {
-        reasons.push(format!("similar name ({:.0}%)", 100.0 * (family + given) / 2.0));
+        reasons.push(format!(
+            "similar name ({:.0}%)",
+            100.0 * (family + given) / 2.0
+        ));
     }
     combined
 }
@@ -102,7 +110,11 @@ fn best_given_similarity(a: &[String], b: &[String]) -> f64 {
         for y in b.iter().map(|g| fold(g)) {
             let sim = if x.len() == 1 || y.len() == 1 {
                 // An initial matches the name it abbreviates, but is weaker evidence.
-                if x.chars().next() == y.chars().next() { 0.85 } else { 0.0 }
+                if x.chars().next() == y.chars().next() {
+                    0.85
+                } else {
+                    0.0
+                }
             } else {
                 strsim::jaro_winkler(&x, &y)
             };
@@ -114,7 +126,11 @@ fn best_given_similarity(a: &[String], b: &[String]) -> f64 {
 
 /// Up to 0.35 for the same date; less for the typing slips registrars make (day and month swapped,
 /// one digit off in the day).
-fn birth_date_score(new: &PatientTraits, existing: &PatientTraits, reasons: &mut Vec<String>) -> f64 {
+fn birth_date_score(
+    new: &PatientTraits,
+    existing: &PatientTraits,
+    reasons: &mut Vec<String>,
+) -> f64 {
     let (Some(a), Some(b)) = (new.birth_date, existing.birth_date) else {
         return 0.0;
     };
@@ -133,8 +149,16 @@ fn birth_date_score(new: &PatientTraits, existing: &PatientTraits, reasons: &mut
 }
 
 fn shares_phone(new: &PatientTraits, existing: &PatientTraits) -> bool {
-    let theirs: Vec<String> = existing.phones.iter().map(|p| phone_digits(p)).filter(|p| p.len() >= 6).collect();
-    new.phones.iter().map(|p| phone_digits(p)).any(|p| p.len() >= 6 && theirs.contains(&p))
+    let theirs: Vec<String> = existing
+        .phones
+        .iter()
+        .map(|p| phone_digits(p))
+        .filter(|p| p.len() >= 6)
+        .collect();
+    new.phones
+        .iter()
+        .map(|p| phone_digits(p))
+        .any(|p| p.len() >= 6 && theirs.contains(&p))
 }
 
 enum IdentifierEvidence {
@@ -160,7 +184,11 @@ fn identifier_evidence(new: &PatientTraits, existing: &PatientTraits) -> Identif
 }
 
 fn normalise_identifier(value: &str) -> String {
-    value.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+    value
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 #[cfg(test)]
@@ -179,26 +207,38 @@ mod tests {
 
     #[test]
     fn same_name_and_birth_date_is_strong() {
-        let s = score(&person("Müller", "Anna", "1980-04-02"), &person("Muller", "Anna", "1980-04-02"));
+        let s = score(
+            &person("Müller", "Anna", "1980-04-02"),
+            &person("Muller", "Anna", "1980-04-02"),
+        );
         assert_eq!(s.strength, MatchStrength::Strong, "{s:?}");
         assert!(s.reasons.contains(&"same birth date".to_string()));
     }
 
     #[test]
     fn misspelt_name_same_birth_date_is_possible() {
-        let s = score(&person("Johnson", "Katherine", "1975-11-20"), &person("Jonson", "Catherine", "1975-11-20"));
+        let s = score(
+            &person("Johnson", "Katherine", "1975-11-20"),
+            &person("Jonson", "Catherine", "1975-11-20"),
+        );
         assert!(s.strength >= MatchStrength::Possible, "{s:?}");
     }
 
     #[test]
     fn swapped_day_and_month_still_counts() {
-        let s = score(&person("Okafor", "Chidi", "1990-03-07"), &person("Okafor", "Chidi", "1990-07-03"));
+        let s = score(
+            &person("Okafor", "Chidi", "1990-03-07"),
+            &person("Okafor", "Chidi", "1990-07-03"),
+        );
         assert!(s.strength >= MatchStrength::Possible, "{s:?}");
     }
 
     #[test]
     fn different_people_with_common_name_are_weak() {
-        let s = score(&person("Smith", "John", "1950-01-01"), &person("Smith", "John", "1987-06-30"));
+        let s = score(
+            &person("Smith", "John", "1950-01-01"),
+            &person("Smith", "John", "1987-06-30"),
+        );
         assert_eq!(s.strength, MatchStrength::Weak, "{s:?}");
     }
 
@@ -206,8 +246,10 @@ mod tests {
     fn same_national_id_is_strong_even_with_a_typo_in_the_name() {
         let mut a = person("Nguyen", "Van", "1960-02-02");
         let mut b = person("Nguyenn", "Vann", "1961-02-02");
-        a.identifiers.push(("urn:kiorex:national-id".into(), "NID-123 456".into()));
-        b.identifiers.push(("urn:kiorex:national-id".into(), "nid123456".into()));
+        a.identifiers
+            .push(("urn:kiorex:national-id".into(), "NID-123 456".into()));
+        b.identifiers
+            .push(("urn:kiorex:national-id".into(), "nid123456".into()));
         assert_eq!(score(&a, &b).strength, MatchStrength::Strong);
     }
 
@@ -215,8 +257,10 @@ mod tests {
     fn different_national_ids_outweigh_a_similar_name() {
         let mut a = person("Dubois", "Marie", "1970-05-05");
         let mut b = person("Dubois", "Marie", "1970-05-05");
-        a.identifiers.push(("urn:kiorex:national-id".into(), "1".into()));
-        b.identifiers.push(("urn:kiorex:national-id".into(), "2".into()));
+        a.identifiers
+            .push(("urn:kiorex:national-id".into(), "1".into()));
+        b.identifiers
+            .push(("urn:kiorex:national-id".into(), "2".into()));
         assert!(score(&a, &b).strength < MatchStrength::Strong);
     }
 }

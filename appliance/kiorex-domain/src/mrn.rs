@@ -11,14 +11,18 @@ impl Mrn {
     /// The MRN for the `sequence`-th patient registered at the facility with this code.
     pub fn new(facility_code: &str, sequence: u64) -> Self {
         let body = format!("{sequence:07}");
-        Mrn(format!("{facility_code}-{body}-{}", luhn_check_digit(&body)))
+        Mrn(format!(
+            "{facility_code}-{body}-{}",
+            luhn_check_digit(&body)
+        ))
     }
 
     /// Parses a typed MRN, refusing one whose check digit does not match.
     pub fn parse(input: &str) -> Result<Self, MrnError> {
         let trimmed = input.trim().to_ascii_uppercase();
         let mut parts = trimmed.rsplitn(3, '-');
-        let (Some(check), Some(body), Some(code)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(check), Some(body), Some(code)) = (parts.next(), parts.next(), parts.next())
+        else {
             return Err(MrnError::Format);
         };
         if code.is_empty() || body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {

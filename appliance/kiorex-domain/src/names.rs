@@ -31,7 +31,10 @@ fn is_combining_mark(c: char) -> bool {
 /// "+44 20 7946 0958" and "0044-20-7946-0958" compare equal.
 pub fn phone_digits(phone: &str) -> String {
     let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
-    digits.strip_prefix("00").map(str::to_owned).unwrap_or(digits)
+    digits
+        .strip_prefix("00")
+        .map(str::to_owned)
+        .unwrap_or(digits)
 }
 
 #[cfg(test)]
@@ -48,7 +51,10 @@ mod tests {
 
     #[test]
     fn phone_digits_ignore_formatting() {
-        assert_eq!(phone_digits("+44 20 7946 0958"), phone_digits("0044-20-7946-0958"));
+        assert_eq!(
+            phone_digits("+44 20 7946 0958"),
+            phone_digits("0044-20-7946-0958")
+        );
         assert_eq!(phone_digits("(555) 010-2030"), "5550102030");
     }
 }

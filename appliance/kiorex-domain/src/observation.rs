@@ -75,7 +75,13 @@ pub struct VitalSign {
     pub range: ReferenceRange,
 }
 
-const fn adult(low: f64, high: f64, critical_low: f64, critical_high: f64, unit: &'static str) -> ReferenceRange {
+const fn adult(
+    low: f64,
+    high: f64,
+    critical_low: f64,
+    critical_high: f64,
+    unit: &'static str,
+) -> ReferenceRange {
     ReferenceRange {
         low: Some(low),
         high: Some(high),
@@ -88,14 +94,46 @@ const fn adult(low: f64, high: f64, critical_low: f64, critical_high: f64, unit:
 
 /// Default adult ranges for vital signs (sensible defaults, marked as such; a site overrides them).
 static VITAL_SIGNS: &[VitalSign] = &[
-    VitalSign { loinc: "8867-4", display: "Heart rate", range: adult(60.0, 100.0, 40.0, 140.0, "/min") },
-    VitalSign { loinc: "8480-6", display: "Systolic blood pressure", range: adult(90.0, 140.0, 70.0, 200.0, "mm[Hg]") },
-    VitalSign { loinc: "8462-4", display: "Diastolic blood pressure", range: adult(60.0, 90.0, 40.0, 120.0, "mm[Hg]") },
-    VitalSign { loinc: "8310-5", display: "Body temperature", range: adult(36.1, 37.8, 35.0, 40.0, "Cel") },
-    VitalSign { loinc: "9279-1", display: "Respiratory rate", range: adult(12.0, 20.0, 8.0, 30.0, "/min") },
-    VitalSign { loinc: "59408-5", display: "Oxygen saturation", range: adult(94.0, 100.0, 88.0, 101.0, "%") },
-    VitalSign { loinc: "29463-7", display: "Body weight", range: unbounded("kg") },
-    VitalSign { loinc: "8302-2", display: "Body height", range: unbounded("cm") },
+    VitalSign {
+        loinc: "8867-4",
+        display: "Heart rate",
+        range: adult(60.0, 100.0, 40.0, 140.0, "/min"),
+    },
+    VitalSign {
+        loinc: "8480-6",
+        display: "Systolic blood pressure",
+        range: adult(90.0, 140.0, 70.0, 200.0, "mm[Hg]"),
+    },
+    VitalSign {
+        loinc: "8462-4",
+        display: "Diastolic blood pressure",
+        range: adult(60.0, 90.0, 40.0, 120.0, "mm[Hg]"),
+    },
+    VitalSign {
+        loinc: "8310-5",
+        display: "Body temperature",
+        range: adult(36.1, 37.8, 35.0, 40.0, "Cel"),
+    },
+    VitalSign {
+        loinc: "9279-1",
+        display: "Respiratory rate",
+        range: adult(12.0, 20.0, 8.0, 30.0, "/min"),
+    },
+    VitalSign {
+        loinc: "59408-5",
+        display: "Oxygen saturation",
+        range: adult(94.0, 100.0, 88.0, 101.0, "%"),
+    },
+    VitalSign {
+        loinc: "29463-7",
+        display: "Body weight",
+        range: unbounded("kg"),
+    },
+    VitalSign {
+        loinc: "8302-2",
+        display: "Body height",
+        range: unbounded("cm"),
+    },
 ];
 
 /// The vital sign with this LOINC code, if Kiorex has a default range for it.
@@ -104,7 +142,14 @@ pub fn vital_sign(loinc: &str) -> Option<&'static VitalSign> {
 }
 
 const fn unbounded(unit: &'static str) -> ReferenceRange {
-    ReferenceRange { low: None, high: None, critical_low: None, critical_high: None, unit, is_default: true }
+    ReferenceRange {
+        low: None,
+        high: None,
+        critical_low: None,
+        critical_high: None,
+        unit,
+        is_default: true,
+    }
 }
 
 #[cfg(test)]
@@ -119,7 +164,11 @@ mod tests {
     fn heart_rate_bands() {
         let r = heart_rate();
         assert_eq!(interpret(72.0, &r), Interpretation::Normal);
-        assert_eq!(interpret(60.0, &r), Interpretation::Normal, "the limits are inside the range");
+        assert_eq!(
+            interpret(60.0, &r),
+            Interpretation::Normal,
+            "the limits are inside the range"
+        );
         assert_eq!(interpret(100.0, &r), Interpretation::Normal);
         assert_eq!(interpret(55.0, &r), Interpretation::Low);
         assert_eq!(interpret(120.0, &r), Interpretation::High);

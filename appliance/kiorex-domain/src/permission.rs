@@ -209,7 +209,10 @@ mod tests {
         Principal {
             user_id: Uuid::nil(),
             username: "nurse".into(),
-            grants: vec![Grant { facility_id: facility, role: Role::Nurse }],
+            grants: vec![Grant {
+                facility_id: facility,
+                role: Role::Nurse,
+            }],
         }
     }
 
@@ -230,14 +233,26 @@ mod tests {
 
     #[test]
     fn permission_prints_as_resource_colon_action() {
-        assert_eq!(Permission::new(Resource::Observation, Action::Write).to_string(), "observation:write");
+        assert_eq!(
+            Permission::new(Resource::Observation, Action::Write).to_string(),
+            "observation:write"
+        );
     }
 
     #[test]
     fn administrator_holds_every_permission() {
-        for role in [Role::Physician, Role::Nurse, Role::FrontDesk, Role::Auditor, Role::ItAdmin] {
+        for role in [
+            Role::Physician,
+            Role::Nurse,
+            Role::FrontDesk,
+            Role::Auditor,
+            Role::ItAdmin,
+        ] {
             for p in role.permissions() {
-                assert!(ALL_PERMISSIONS.contains(p), "{p} missing from administrator");
+                assert!(
+                    ALL_PERMISSIONS.contains(p),
+                    "{p} missing from administrator"
+                );
             }
         }
     }

@@ -21,10 +21,23 @@ pub enum Criterion {
     Ids(Vec<Uuid>),
     LastUpdated(DateRange),
     /// Folded prefixes (or whole values when `exact`).
-    String { param: &'static str, values: Vec<String>, exact: bool },
-    Token { param: &'static str, values: Vec<TokenValue> },
-    Date { param: &'static str, range: DateRange },
-    Reference { param: &'static str, targets: Vec<Uuid> },
+    String {
+        param: &'static str,
+        values: Vec<String>,
+        exact: bool,
+    },
+    Token {
+        param: &'static str,
+        values: Vec<TokenValue>,
+    },
+    Date {
+        param: &'static str,
+        range: DateRange,
+    },
+    Reference {
+        param: &'static str,
+        targets: Vec<Uuid>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,8 +67,18 @@ pub struct DateRange {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SortKey {
-    LastUpdated { descending: bool },
-    Id { descending: bool },
-    String { param: &'static str, descending: bool },
-    Date { param: &'static str, descending: bool },
+    LastUpdated {
+        descending: bool,
+    },
+    Id {
+        descending: bool,
+    },
+    String {
+        param: &'static str,
+        descending: bool,
+    },
+    Date {
+        param: &'static str,
+        descending: bool,
+    },
 }

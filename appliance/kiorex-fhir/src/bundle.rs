@@ -2,8 +2,8 @@
 //! their entries, and writing the Bundles the server answers with.
 
 use crate::outcome::{Issue, IssueCode};
-use fhir_model::r4b::resources::BundleEntryRequest;
 use fhir_model::r4b::codes::HTTPVerb;
+use fhir_model::r4b::resources::BundleEntryRequest;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -52,23 +52,44 @@ pub struct InBundle {
 pub const MAX_ENTRIES: usize = 1_000;
 
 pub fn parse_bundle(body: &[u8]) -> Result<InBundle, Vec<Issue>> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| vec![Issue::new(IssueCode::Structure, format!("the body is not valid JSON: {e}"))])?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        vec![Issue::new(
+            IssueCode::Structure,
+            format!("the body is not valid JSON: {e}"),
+        )]
+    })?;
     if value.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(vec![Issue::new(IssueCode::Invalid, "POST to the base URL takes a Bundle").at("resourceType")]);
+        return Err(vec![
+            Issue::new(IssueCode::Invalid, "POST to the base URL takes a Bundle")
+                .at("resourceType"),
+        ]);
     }
     let kind = match value.get("type").and_then(Value::as_str) {
         Some("transaction") => BundleKind::Transaction,
         Some("batch") => BundleKind::Batch,
         other => {
             return Err(vec![
-                Issue::new(IssueCode::Invalid, format!("Bundle.type must be transaction or batch, got {other:?}")).at("Bundle.type"),
+                Issue::new(
+                    IssueCode::Invalid,
+                    format!("Bundle.type must be transaction or batch, got {other:?}"),
+                )
+                .at("Bundle.type"),
             ]);
         }
     };
-    let raw_entries = value.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+    let raw_entries = value
+        .get("entry")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if raw_entries.len() > MAX_ENTRIES {
-        return Err(vec![Issue::new(IssueCode::TooCostly, format!("a Bundle may carry at most {MAX_ENTRIES} entries")).at("Bundle.entry")]);
+        return Err(vec![
+            Issue::new(
+                IssueCode::TooCostly,
+                format!("a Bundle may carry at most {MAX_ENTRIES} entries"),
+            )
+            .at("Bundle.entry"),
+        ]);
     }
     let mut entries = Vec::with_capacity(raw_entries.len());
     let mut issues = Vec::new();
@@ -78,27 +99,46 @@ pub fn parse_bundle(body: &[u8]) -> Result<InBundle, Vec<Issue>> {
             Err(issue) => issues.push(issue.within(&format!("Bundle.entry[{index}]"))),
         }
     }
-    if issues.is_empty() { Ok(InBundle { kind, entries }) } else { Err(issues) }
+    if issues.is_empty() {
+        Ok(InBundle { kind, entries })
+    } else {
+        Err(issues)
+    }
 }
 
 fn entry(index: usize, mut raw: Value) -> Result<InEntry, Issue> {
-    let request_json = raw.get_mut("request").map(Value::take).ok_or_else(|| Issue::new(IssueCode::Required, "each entry needs a request").at("request"))?;
-    let request: BundleEntryRequest = serde_path_to_error::deserialize(&request_json)
-        .map_err(|e| Issue::new(IssueCode::Value, e.inner().to_string()).at(format!("request.{}", e.path())))?;
+    let request_json = raw.get_mut("request").map(Value::take).ok_or_else(|| {
+        Issue::new(IssueCode::Required, "each entry needs a request").at("request")
+    })?;
+    let request: BundleEntryRequest =
+        serde_path_to_error::deserialize(&request_json).map_err(|e| {
+            Issue::new(IssueCode::Value, e.inner().to_string()).at(format!("request.{}", e.path()))
+        })?;
     let method = match request.method {
         HTTPVerb::Get => Method::Get,
         HTTPVerb::Post => Method::Post,
         HTTPVerb::Put => Method::Put,
         HTTPVerb::Delete => Method::Delete,
-        other => return Err(Issue::new(IssueCode::NotSupported, format!("{other} entries are not supported")).at("request.method")),
+        other => {
+            return Err(Issue::new(
+                IssueCode::NotSupported,
+                format!("{other} entries are not supported"),
+            )
+            .at("request.method"));
+        }
     };
     let resource = raw.get_mut("resource").map(Value::take);
     if matches!(method, Method::Post | Method::Put) && resource.is_none() {
-        return Err(Issue::new(IssueCode::Required, "POST and PUT entries need a resource").at("resource"));
+        return Err(
+            Issue::new(IssueCode::Required, "POST and PUT entries need a resource").at("resource"),
+        );
     }
     Ok(InEntry {
         index,
-        full_url: raw.get("fullUrl").and_then(Value::as_str).map(str::to_owned),
+        full_url: raw
+            .get("fullUrl")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         resource,
         method,
         url: request.url,
@@ -123,13 +163,20 @@ pub fn resolve_references(value: &mut Value, resolved: &HashMap<String, String>)
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| resolve_references(v, resolved)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| resolve_references(v, resolved)),
         _ => {}
     }
 }
 
 /// A `searchset` Bundle. `entries` are (fullUrl, resource, mode) triples.
-pub fn searchset(self_link: &str, next_link: Option<&str>, previous_link: Option<&str>, entries: Vec<(String, Value, &str)>) -> Value {
+pub fn searchset(
+    self_link: &str,
+    next_link: Option<&str>,
+    previous_link: Option<&str>,
+    entries: Vec<(String, Value, &str)>,
+) -> Value {
     let mut links = vec![json!({"relation": "self", "url": self_link})];
     if let Some(next) = next_link {
         links.push(json!({"relation": "next", "url": next}));
@@ -187,7 +234,11 @@ pub fn transaction_response(kind: BundleKind, responses: Vec<EntryResponse>) -> 
         .into_iter()
         .map(|r| {
             let mut response = json!({"status": r.status});
-            for (key, value) in [("location", r.location), ("etag", r.etag), ("lastModified", r.last_modified)] {
+            for (key, value) in [
+                ("location", r.location),
+                ("etag", r.etag),
+                ("lastModified", r.last_modified),
+            ] {
                 if let Some(v) = value {
                     response[key] = Value::String(v);
                 }
@@ -233,20 +284,53 @@ mod tests {
         let body = json!({"resourceType": "Bundle", "type": "batch", "entry": [
             {"request": {"method": "FETCH", "url": "Patient"}}]});
         let issues = parse_bundle(body.to_string().as_bytes()).unwrap_err();
-        assert!(issues[0].expression.as_deref().unwrap().starts_with("Bundle.entry[0].request"), "{:?}", issues[0]);
+        assert!(
+            issues[0]
+                .expression
+                .as_deref()
+                .unwrap()
+                .starts_with("Bundle.entry[0].request"),
+            "{:?}",
+            issues[0]
+        );
     }
 
     #[test]
     fn responses_are_valid_r4_bundles() {
-        let set = searchset("http://x/fhir/Patient", Some("http://x/fhir/Patient?_offset=20"), None,
-            vec![("http://x/fhir/Patient/1".into(), json!({"resourceType": "Patient", "id": "1"}), "match")]);
+        let set = searchset(
+            "http://x/fhir/Patient",
+            Some("http://x/fhir/Patient?_offset=20"),
+            None,
+            vec![(
+                "http://x/fhir/Patient/1".into(),
+                json!({"resourceType": "Patient", "id": "1"}),
+                "match",
+            )],
+        );
         let _: Bundle = serde_json::from_value(set).expect("searchset");
-        let tx = transaction_response(BundleKind::Transaction, vec![EntryResponse {
-            status: "201 Created".into(), location: Some("Patient/1/_history/1".into()), etag: Some("W/\"1\"".into()),
-            last_modified: Some("2026-11-22T10:00:00Z".into()), resource: None, outcome: None }]);
+        let tx = transaction_response(
+            BundleKind::Transaction,
+            vec![EntryResponse {
+                status: "201 Created".into(),
+                location: Some("Patient/1/_history/1".into()),
+                etag: Some("W/\"1\"".into()),
+                last_modified: Some("2026-11-22T10:00:00Z".into()),
+                resource: None,
+                outcome: None,
+            }],
+        );
         let _: Bundle = serde_json::from_value(tx).expect("transaction-response");
-        let h = history("http://x/fhir/Patient/1/_history", None, vec![HistoryItem { full_url: "http://x/fhir/Patient/1".into(),
-            resource: None, method: "DELETE", url: "Patient/1".into(), last_modified: "2026-11-22T10:00:00Z".into() }]);
+        let h = history(
+            "http://x/fhir/Patient/1/_history",
+            None,
+            vec![HistoryItem {
+                full_url: "http://x/fhir/Patient/1".into(),
+                resource: None,
+                method: "DELETE",
+                url: "Patient/1".into(),
+                last_modified: "2026-11-22T10:00:00Z".into(),
+            }],
+        );
         let _: Bundle = serde_json::from_value(h).expect("history");
     }
 }

@@ -31,15 +31,26 @@ pub fn capability_statement(base_url: &str, software_version: &str, published: &
 }
 
 fn resource_entry(kind: ResourceKind) -> Value {
-    let interactions: Vec<Value> = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
-        .iter()
-        .map(|code| json!({"code": code}))
-        .collect();
+    let interactions: Vec<Value> = [
+        "read",
+        "vread",
+        "update",
+        "delete",
+        "history-instance",
+        "history-type",
+        "create",
+        "search-type",
+    ]
+    .iter()
+    .map(|code| json!({"code": code}))
+    .collect();
     let mut params: Vec<Value> = vec![
         json!({"name": "_id", "type": "token", "documentation": "Resource id"}),
         json!({"name": "_lastUpdated", "type": "date", "documentation": "When the resource last changed"}),
     ];
-    params.extend(params_of(kind).iter().map(|p| json!({"name": p.name, "type": p.kind.fhir_type(), "documentation": p.documentation})));
+    params.extend(params_of(kind).iter().map(
+        |p| json!({"name": p.name, "type": p.kind.fhir_type(), "documentation": p.documentation}),
+    ));
     let includes: Vec<String> = params_of(kind)
         .iter()
         .filter(|p| p.kind.fhir_type() == "reference")
@@ -71,8 +82,12 @@ mod tests {
     #[test]
     fn is_a_valid_capability_statement_listing_every_kind() {
         let value = capability_statement("http://x/fhir", "0.1.0", "2026-11-22");
-        let parsed: CapabilityStatement = serde_json::from_value(value.clone()).expect("valid CapabilityStatement");
+        let parsed: CapabilityStatement =
+            serde_json::from_value(value.clone()).expect("valid CapabilityStatement");
         assert_eq!(parsed.rest.len(), 1);
-        assert_eq!(value["rest"][0]["resource"].as_array().unwrap().len(), ResourceKind::ALL.len());
+        assert_eq!(
+            value["rest"][0]["resource"].as_array().unwrap().len(),
+            ResourceKind::ALL.len()
+        );
     }
 }

@@ -5,19 +5,32 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 
 /// The inclusive period a FHIR date, dateTime or instant string covers.
 pub fn period_of(value: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
-    let invalid = || format!("{value:?} is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD or a date-time with a time zone)");
+    let invalid = || {
+        format!(
+            "{value:?} is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD or a date-time with a time zone)"
+        )
+    };
     if value.len() > 10 {
-        let at = DateTime::parse_from_rfc3339(value).map_err(|_| invalid())?.with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339(value)
+            .map_err(|_| invalid())?
+            .with_timezone(&Utc);
         return Ok((at, at));
     }
     let parts: Vec<&str> = value.split('-').collect();
     let number = |s: &str, len: usize| -> Result<u32, String> {
-        if s.len() == len && s.bytes().all(|b| b.is_ascii_digit()) { s.parse().map_err(|_| invalid()) } else { Err(invalid()) }
+        if s.len() == len && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse().map_err(|_| invalid())
+        } else {
+            Err(invalid())
+        }
     };
     let (first, last) = match parts.as_slice() {
         [y] => {
             let y = number(y, 4)? as i32;
-            (date(y, 1, 1).ok_or_else(invalid)?, date(y, 12, 31).ok_or_else(invalid)?)
+            (
+                date(y, 1, 1).ok_or_else(invalid)?,
+                date(y, 12, 31).ok_or_else(invalid)?,
+            )
         }
         [y, m] => {
             let (y, m) = (number(y, 4)? as i32, number(m, 2)?);
@@ -25,7 +38,8 @@ pub fn period_of(value: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), String> 
             (first, last_day_of_month(first))
         }
         [y, m, d] => {
-            let day = date(number(y, 4)? as i32, number(m, 2)?, number(d, 2)?).ok_or_else(invalid)?;
+            let day =
+                date(number(y, 4)? as i32, number(m, 2)?, number(d, 2)?).ok_or_else(invalid)?;
             (day, day)
         }
         _ => return Err(invalid()),
@@ -74,7 +88,13 @@ mod tests {
 
     #[test]
     fn nonsense_is_refused() {
-        for bad in ["1980-13-01", "1980-02-30", "80-01-01", "yesterday", "2024-03-05T10:15:00"] {
+        for bad in [
+            "1980-13-01",
+            "1980-02-30",
+            "80-01-01",
+            "yesterday",
+            "2024-03-05T10:15:00",
+        ] {
             assert!(period_of(bad).is_err(), "{bad}");
         }
     }

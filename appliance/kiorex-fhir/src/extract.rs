@@ -8,7 +8,9 @@ use crate::parse::Clinical;
 use chrono::{DateTime, TimeZone, Utc};
 use fhir_model::r4b::codes::ContactPointSystem;
 use fhir_model::r4b::resources as r;
-use fhir_model::r4b::types::{CodeableConcept, ContactPoint, HumanName, Identifier, Period, Reference};
+use fhir_model::r4b::types::{
+    CodeableConcept, ContactPoint, HumanName, Identifier, Period, Reference,
+};
 use kiorex_domain::index::{DateEntry, ReferenceEntry, SearchIndex, StringEntry, TokenEntry};
 use kiorex_domain::names::{fold, phone_digits};
 use uuid::Uuid;
@@ -30,14 +32,22 @@ pub struct Link {
 
 /// Parses `Type/id` references to resources Kiorex holds. Contained (`#x`) references and
 /// references with only a display or identifier are not links.
-pub fn parse_reference(element: &str, reference: &Reference) -> Result<Option<(ResourceKind, Uuid)>, Issue> {
-    let Some(text) = reference.reference.as_deref() else { return Ok(None) };
+pub fn parse_reference(
+    element: &str,
+    reference: &Reference,
+) -> Result<Option<(ResourceKind, Uuid)>, Issue> {
+    let Some(text) = reference.reference.as_deref() else {
+        return Ok(None);
+    };
     if text.starts_with('#') {
         return Ok(None);
     }
     let bad = || {
-        Issue::new(IssueCode::Invalid, format!("{text:?} is not a reference to a resource on this server (Type/id)"))
-            .at(format!("{element}.reference"))
+        Issue::new(
+            IssueCode::Invalid,
+            format!("{text:?} is not a reference to a resource on this server (Type/id)"),
+        )
+        .at(format!("{element}.reference"))
     };
     let (type_name, id) = text.split_once('/').ok_or_else(bad)?;
     let kind = ResourceKind::from_name(type_name).ok_or_else(bad)?;
@@ -48,7 +58,12 @@ pub fn parse_reference(element: &str, reference: &Reference) -> Result<Option<(R
 /// A reference found in a resource: element path, search parameter, the reference itself.
 type Found<'a> = (String, Option<&'static str>, &'a Reference);
 
-fn add<'a>(found: &mut Vec<Found<'a>>, element: &str, param: Option<&'static str>, reference: Option<&'a Reference>) {
+fn add<'a>(
+    found: &mut Vec<Found<'a>>,
+    element: &str,
+    param: Option<&'static str>,
+    reference: Option<&'a Reference>,
+) {
     if let Some(reference) = reference {
         found.push((element.to_owned(), param, reference));
     }
@@ -60,55 +75,119 @@ pub fn links(resource: &Clinical) -> Result<Vec<Link>, Vec<Issue>> {
     let f = &mut found;
     match resource {
         Clinical::Patient(p) => {
-            add(f, "Patient.managingOrganization", Some("organization"), p.managing_organization.as_ref());
+            add(
+                f,
+                "Patient.managingOrganization",
+                Some("organization"),
+                p.managing_organization.as_ref(),
+            );
             for (i, gp) in p.general_practitioner.iter().enumerate() {
-                add(f, &format!("Patient.generalPractitioner[{i}]"), None, gp.as_ref());
+                add(
+                    f,
+                    &format!("Patient.generalPractitioner[{i}]"),
+                    None,
+                    gp.as_ref(),
+                );
             }
             for (i, link) in p.link.iter().enumerate() {
-                add(f, &format!("Patient.link[{i}].other"), None, link.as_ref().map(|l| &l.other));
+                add(
+                    f,
+                    &format!("Patient.link[{i}].other"),
+                    None,
+                    link.as_ref().map(|l| &l.other),
+                );
             }
         }
         Clinical::Practitioner(_) => {}
         Clinical::Organization(o) => add(f, "Organization.partOf", None, o.part_of.as_ref()),
         Clinical::Encounter(e) => add(f, "Encounter.subject", Some("subject"), e.subject.as_ref()),
         Clinical::Observation(o) => {
-            add(f, "Observation.subject", Some("subject"), o.subject.as_ref());
-            add(f, "Observation.encounter", Some("encounter"), o.encounter.as_ref());
+            add(
+                f,
+                "Observation.subject",
+                Some("subject"),
+                o.subject.as_ref(),
+            );
+            add(
+                f,
+                "Observation.encounter",
+                Some("encounter"),
+                o.encounter.as_ref(),
+            );
             for (i, p) in o.performer.iter().enumerate() {
                 add(f, &format!("Observation.performer[{i}]"), None, p.as_ref());
             }
         }
         Clinical::Condition(c) => {
             add(f, "Condition.subject", Some("subject"), Some(&c.subject));
-            add(f, "Condition.encounter", Some("encounter"), c.encounter.as_ref());
+            add(
+                f,
+                "Condition.encounter",
+                Some("encounter"),
+                c.encounter.as_ref(),
+            );
             add(f, "Condition.recorder", None, c.recorder.as_ref());
             add(f, "Condition.asserter", None, c.asserter.as_ref());
         }
         Clinical::AllergyIntolerance(a) => {
-            add(f, "AllergyIntolerance.patient", Some("patient"), Some(&a.patient));
-            add(f, "AllergyIntolerance.encounter", None, a.encounter.as_ref());
+            add(
+                f,
+                "AllergyIntolerance.patient",
+                Some("patient"),
+                Some(&a.patient),
+            );
+            add(
+                f,
+                "AllergyIntolerance.encounter",
+                None,
+                a.encounter.as_ref(),
+            );
             add(f, "AllergyIntolerance.recorder", None, a.recorder.as_ref());
         }
         Clinical::MedicationRequest(m) => {
-            add(f, "MedicationRequest.subject", Some("subject"), Some(&m.subject));
-            add(f, "MedicationRequest.encounter", Some("encounter"), m.encounter.as_ref());
+            add(
+                f,
+                "MedicationRequest.subject",
+                Some("subject"),
+                Some(&m.subject),
+            );
+            add(
+                f,
+                "MedicationRequest.encounter",
+                Some("encounter"),
+                m.encounter.as_ref(),
+            );
             add(f, "MedicationRequest.requester", None, m.requester.as_ref());
         }
         Clinical::Procedure(p) => {
             add(f, "Procedure.subject", Some("subject"), Some(&p.subject));
-            add(f, "Procedure.encounter", Some("encounter"), p.encounter.as_ref());
+            add(
+                f,
+                "Procedure.encounter",
+                Some("encounter"),
+                p.encounter.as_ref(),
+            );
         }
     }
     let mut links = Vec::new();
     let mut issues = Vec::new();
     for (element, param, reference) in found {
         match parse_reference(&element, reference) {
-            Ok(Some((target, id))) => links.push(Link { element, param, target, id }),
+            Ok(Some((target, id))) => links.push(Link {
+                element,
+                param,
+                target,
+                id,
+            }),
             Ok(None) => {}
             Err(issue) => issues.push(issue),
         }
     }
-    if issues.is_empty() { Ok(links) } else { Err(issues) }
+    if issues.is_empty() {
+        Ok(links)
+    } else {
+        Err(issues)
+    }
 }
 
 /// The patient whose record a resource belongs to (its compartment).
@@ -116,7 +195,12 @@ pub fn patient_of(resource: &Clinical, links: &[Link]) -> Option<Uuid> {
     if let Clinical::Patient(_) = resource {
         return None;
     }
-    links.iter().find(|l| matches!(l.param, Some("subject" | "patient")) && l.target == ResourceKind::Patient).map(|l| l.id)
+    links
+        .iter()
+        .find(|l| {
+            matches!(l.param, Some("subject" | "patient")) && l.target == ResourceKind::Patient
+        })
+        .map(|l| l.id)
 }
 
 /// Kiorex's rules beyond FHIR's: who a record is about, codes that must be well-formed, units
@@ -126,11 +210,25 @@ pub fn check_rules(resource: &Clinical) -> Result<(), Vec<Issue>> {
     let mut issues = Vec::new();
     let kind = resource.kind();
     if kind.in_patient_compartment() {
-        let subject = links.iter().find(|l| matches!(l.param, Some("subject" | "patient")));
+        let subject = links
+            .iter()
+            .find(|l| matches!(l.param, Some("subject" | "patient")));
         match subject {
             Some(l) if l.target == ResourceKind::Patient => {}
-            Some(l) => issues.push(Issue::new(IssueCode::Invalid, "Kiorex records are about patients: the subject must be a Patient").at(l.element.clone())),
-            None => issues.push(Issue::new(IssueCode::Required, "the record must say which patient it is about (Patient/id)").at(format!("{}.{}", kind.name(), subject_element(kind)))),
+            Some(l) => issues.push(
+                Issue::new(
+                    IssueCode::Invalid,
+                    "Kiorex records are about patients: the subject must be a Patient",
+                )
+                .at(l.element.clone()),
+            ),
+            None => issues.push(
+                Issue::new(
+                    IssueCode::Required,
+                    "the record must say which patient it is about (Patient/id)",
+                )
+                .at(format!("{}.{}", kind.name(), subject_element(kind))),
+            ),
         }
     }
     match resource {
@@ -139,35 +237,73 @@ pub fn check_rules(resource: &Clinical) -> Result<(), Vec<Issue>> {
         Clinical::Condition(c) => check_condition(c, &mut issues),
         _ => {}
     }
-    if issues.is_empty() { Ok(()) } else { Err(issues) }
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(issues)
+    }
 }
 
 fn subject_element(kind: ResourceKind) -> &'static str {
-    if kind == ResourceKind::AllergyIntolerance { "patient" } else { "subject" }
+    if kind == ResourceKind::AllergyIntolerance {
+        "patient"
+    } else {
+        "subject"
+    }
 }
 
 fn check_patient(p: &r::Patient, issues: &mut Vec<Issue>) {
-    let named = p.name.iter().flatten().any(|n| n.family.is_some() || n.text.is_some() || n.given.iter().flatten().next().is_some());
+    let named = p.name.iter().flatten().any(|n| {
+        n.family.is_some() || n.text.is_some() || n.given.iter().flatten().next().is_some()
+    });
     if !named {
-        issues.push(Issue::new(IssueCode::Required, "a patient needs a name (family, given or text)").at("Patient.name"));
+        issues.push(
+            Issue::new(
+                IssueCode::Required,
+                "a patient needs a name (family, given or text)",
+            )
+            .at("Patient.name"),
+        );
     }
 }
 
 fn check_observation(o: &r::Observation, issues: &mut Vec<Issue>) {
-    let Some(r::ObservationValue::Quantity(q)) = &o.value else { return };
+    let Some(r::ObservationValue::Quantity(q)) = &o.value else {
+        return;
+    };
     if q.code.is_some() && q.system.as_deref() != Some(UCUM) {
-        issues.push(Issue::new(IssueCode::CodeInvalid, format!("units must be UCUM codes (system {UCUM})")).at("Observation.valueQuantity.system"));
+        issues.push(
+            Issue::new(
+                IssueCode::CodeInvalid,
+                format!("units must be UCUM codes (system {UCUM})"),
+            )
+            .at("Observation.valueQuantity.system"),
+        );
         return;
     }
     for coding in o.code.coding.iter().flatten() {
         if coding.system.as_deref() != Some(LOINC) {
             continue;
         }
-        let Some(vital) = coding.code.as_deref().and_then(kiorex_domain::observation::vital_sign) else { continue };
+        let Some(vital) = coding
+            .code
+            .as_deref()
+            .and_then(kiorex_domain::observation::vital_sign)
+        else {
+            continue;
+        };
         if q.code.as_deref() != Some(vital.range.unit) {
             issues.push(
-                Issue::new(IssueCode::CodeInvalid, format!("{} is recorded in {} (UCUM), not {:?}", vital.display, vital.range.unit, q.code.as_deref().unwrap_or("no unit")))
-                    .at("Observation.valueQuantity.code"),
+                Issue::new(
+                    IssueCode::CodeInvalid,
+                    format!(
+                        "{} is recorded in {} (UCUM), not {:?}",
+                        vital.display,
+                        vital.range.unit,
+                        q.code.as_deref().unwrap_or("no unit")
+                    ),
+                )
+                .at("Observation.valueQuantity.code"),
             );
         }
     }
@@ -177,10 +313,18 @@ fn check_condition(c: &r::Condition, issues: &mut Vec<Issue>) {
     let Some(code) = &c.code else { return };
     for (i, coding) in code.coding.iter().enumerate() {
         let Some(coding) = coding else { continue };
-        if coding.system.as_deref() == Some(ICD10CM) && !coding.code.as_deref().is_some_and(is_icd10cm_code) {
+        if coding.system.as_deref() == Some(ICD10CM)
+            && !coding.code.as_deref().is_some_and(is_icd10cm_code)
+        {
             issues.push(
-                Issue::new(IssueCode::CodeInvalid, format!("{:?} is not an ICD-10-CM code (like E11.9 or J45.909)", coding.code.as_deref().unwrap_or("")))
-                    .at(format!("Condition.code.coding[{i}].code")),
+                Issue::new(
+                    IssueCode::CodeInvalid,
+                    format!(
+                        "{:?} is not an ICD-10-CM code (like E11.9 or J45.909)",
+                        coding.code.as_deref().unwrap_or("")
+                    ),
+                )
+                .at(format!("Condition.code.coding[{i}].code")),
             );
         }
     }
@@ -189,11 +333,18 @@ fn check_condition(c: &r::Condition, issues: &mut Vec<Issue>) {
 /// ICD-10-CM code shape: a letter, two characters, then optionally a dot and up to four more.
 pub fn is_icd10cm_code(code: &str) -> bool {
     let b = code.as_bytes();
-    let head_ok = b.len() >= 3 && b[0].is_ascii_uppercase() && b[1].is_ascii_digit() && b[2].is_ascii_alphanumeric();
+    let head_ok = b.len() >= 3
+        && b[0].is_ascii_uppercase()
+        && b[1].is_ascii_digit()
+        && b[2].is_ascii_alphanumeric();
     match code.get(3..) {
         _ if !head_ok => false,
         Some("") => true,
-        Some(rest) => rest.strip_prefix('.').is_some_and(|t| (1..=4).contains(&t.len()) && t.bytes().all(|c| c.is_ascii_alphanumeric() && !c.is_ascii_lowercase())),
+        Some(rest) => rest.strip_prefix('.').is_some_and(|t| {
+            (1..=4).contains(&t.len())
+                && t.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() && !c.is_ascii_lowercase())
+        }),
         None => false,
     }
 }
@@ -203,9 +354,17 @@ pub fn index(resource: &Clinical, links: &[Link]) -> SearchIndex {
     let mut ix = SearchIndex::default();
     for link in links {
         if let Some(param) = link.param {
-            ix.references.push(ReferenceEntry { param, target_type: link.target.name().to_owned(), target_id: link.id });
+            ix.references.push(ReferenceEntry {
+                param,
+                target_type: link.target.name().to_owned(),
+                target_id: link.id,
+            });
             if param == "subject" && link.target == ResourceKind::Patient {
-                ix.references.push(ReferenceEntry { param: "patient", target_type: link.target.name().to_owned(), target_id: link.id });
+                ix.references.push(ReferenceEntry {
+                    param: "patient",
+                    target_type: link.target.name().to_owned(),
+                    target_id: link.id,
+                });
             }
         }
     }
@@ -227,13 +386,21 @@ pub fn index(resource: &Clinical, links: &[Link]) -> SearchIndex {
         }
         Clinical::Organization(o) => {
             if let Some(name) = &o.name {
-                ix.strings.push(StringEntry { param: "name", value: fold(name) });
+                ix.strings.push(StringEntry {
+                    param: "name",
+                    value: fold(name),
+                });
             }
             identifiers(&mut ix, &o.identifier);
         }
         Clinical::Encounter(e) => {
             token(&mut ix, "status", "", e.status.as_ref());
-            token(&mut ix, "class", e.class.system.as_deref().unwrap_or(""), e.class.code.as_deref().unwrap_or(""));
+            token(
+                &mut ix,
+                "class",
+                e.class.system.as_deref().unwrap_or(""),
+                e.class.code.as_deref().unwrap_or(""),
+            );
             if let Some(p) = &e.period {
                 period(&mut ix, "date", p);
             }
@@ -245,7 +412,9 @@ pub fn index(resource: &Clinical, links: &[Link]) -> SearchIndex {
                 codeable(&mut ix, "category", c);
             }
             match &o.effective {
-                Some(r::ObservationEffective::DateTime(d)) => date(&mut ix, "date", &json_string(d)),
+                Some(r::ObservationEffective::DateTime(d)) => {
+                    date(&mut ix, "date", &json_string(d))
+                }
                 Some(r::ObservationEffective::Period(p)) => period(&mut ix, "date", p),
                 Some(r::ObservationEffective::Instant(i)) => date(&mut ix, "date", &json_string(i)),
                 _ => {}
@@ -318,7 +487,12 @@ fn push_words(ix: &mut SearchIndex, param: &'static str, value: &str) {
 }
 
 fn push_unique_string(ix: &mut SearchIndex, param: &'static str, value: String) {
-    if !value.is_empty() && !ix.strings.iter().any(|s| s.param == param && s.value == value) {
+    if !value.is_empty()
+        && !ix
+            .strings
+            .iter()
+            .any(|s| s.param == param && s.value == value)
+    {
         ix.strings.push(StringEntry { param, value });
     }
 }
@@ -333,8 +507,10 @@ fn identifiers(ix: &mut SearchIndex, identifiers: &[Option<Identifier>]) {
 
 fn phones(ix: &mut SearchIndex, telecom: &[Option<ContactPoint>]) {
     for t in telecom.iter().flatten() {
-        if matches!(t.system, Some(ContactPointSystem::Phone | ContactPointSystem::Sms))
-            && let Some(v) = &t.value
+        if matches!(
+            t.system,
+            Some(ContactPointSystem::Phone | ContactPointSystem::Sms)
+        ) && let Some(v) = &t.value
         {
             let digits = phone_digits(v);
             if !digits.is_empty() {
@@ -354,7 +530,11 @@ fn codeable(ix: &mut SearchIndex, param: &'static str, concept: &CodeableConcept
 
 fn token(ix: &mut SearchIndex, param: &'static str, system: &str, code: &str) {
     if !code.is_empty() {
-        ix.tokens.push(TokenEntry { param, system: system.to_owned(), code: code.to_owned() });
+        ix.tokens.push(TokenEntry {
+            param,
+            system: system.to_owned(),
+            code: code.to_owned(),
+        });
     }
 }
 
@@ -365,26 +545,45 @@ fn date(ix: &mut SearchIndex, param: &'static str, value: &str) {
 }
 
 fn period(ix: &mut SearchIndex, param: &'static str, p: &Period) {
-    let low = p.start.as_ref().and_then(|s| period_of(&json_string(s)).ok()).map(|(l, _)| l);
-    let high = p.end.as_ref().and_then(|e| period_of(&json_string(e)).ok()).map(|(_, h)| h);
+    let low = p
+        .start
+        .as_ref()
+        .and_then(|s| period_of(&json_string(s)).ok())
+        .map(|(l, _)| l);
+    let high = p
+        .end
+        .as_ref()
+        .and_then(|e| period_of(&json_string(e)).ok())
+        .map(|(_, h)| h);
     if low.is_none() && high.is_none() {
         return;
     }
-    ix.dates.push(DateEntry { param, low: low.unwrap_or_else(beginning_of_time), high: high.unwrap_or_else(end_of_time) });
+    ix.dates.push(DateEntry {
+        param,
+        low: low.unwrap_or_else(beginning_of_time),
+        high: high.unwrap_or_else(end_of_time),
+    });
 }
 
 /// Open ends of a period, within PostgreSQL's timestamp range.
 fn beginning_of_time() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 fn end_of_time() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+        .single()
+        .unwrap_or_default()
 }
 
 /// The FHIR string form of a model date type.
 fn json_string<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -405,12 +604,24 @@ mod tests {
         )
         .unwrap();
         let ix = index(&parsed.resource, &links(&parsed.resource).unwrap());
-        let strings: Vec<(&str, &str)> = ix.strings.iter().map(|s| (s.param, s.value.as_str())).collect();
+        let strings: Vec<(&str, &str)> = ix
+            .strings
+            .iter()
+            .map(|s| (s.param, s.value.as_str()))
+            .collect();
         assert!(strings.contains(&("family", "garcia")));
         assert!(strings.contains(&("family", "de la garcia")));
         assert!(strings.contains(&("given", "jose")));
-        assert!(ix.tokens.iter().any(|t| t.param == "identifier" && t.code == "NID123"));
-        assert!(ix.tokens.iter().any(|t| t.param == "phone" && t.code == "442079460958"));
+        assert!(
+            ix.tokens
+                .iter()
+                .any(|t| t.param == "identifier" && t.code == "NID123")
+        );
+        assert!(
+            ix.tokens
+                .iter()
+                .any(|t| t.param == "phone" && t.code == "442079460958")
+        );
         assert_eq!(ix.dates[0].low.date_naive().to_string(), "1980-04-02");
     }
 
@@ -425,10 +636,17 @@ mod tests {
         )
         .unwrap();
         let links = links(&parsed.resource).unwrap();
-        assert_eq!(patient_of(&parsed.resource, &links), Some(Uuid::parse_str(P).unwrap()));
+        assert_eq!(
+            patient_of(&parsed.resource, &links),
+            Some(Uuid::parse_str(P).unwrap())
+        );
         let ix = index(&parsed.resource, &links);
         assert!(ix.references.iter().any(|r| r.param == "patient"));
-        assert!(ix.tokens.iter().any(|t| t.param == "code" && t.code == "8867-4"));
+        assert!(
+            ix.tokens
+                .iter()
+                .any(|t| t.param == "code" && t.code == "8867-4")
+        );
         assert_eq!(ix.dates.len(), 1);
     }
 
@@ -442,7 +660,10 @@ mod tests {
                    "valueQuantity": {"value": 72, "system": UCUM, "code": "kg"}}),
         )
         .unwrap_err();
-        assert_eq!(issues[0].expression.as_deref(), Some("Observation.valueQuantity.code"));
+        assert_eq!(
+            issues[0].expression.as_deref(),
+            Some("Observation.valueQuantity.code")
+        );
     }
 
     #[test]
@@ -472,6 +693,9 @@ mod tests {
             json!({"resourceType": "Condition", "subject": {"reference": "Patient/not-a-uuid"}}),
         )
         .unwrap_err();
-        assert_eq!(issues[0].expression.as_deref(), Some("Condition.subject.reference"));
+        assert_eq!(
+            issues[0].expression.as_deref(),
+            Some("Condition.subject.reference")
+        );
     }
 }

@@ -63,6 +63,9 @@ impl ResourceKind {
 
     /// Whether the type belongs to a patient's record (its facility is the patient's).
     pub fn in_patient_compartment(self) -> bool {
-        !matches!(self, ResourceKind::Patient | ResourceKind::Practitioner | ResourceKind::Organization)
+        !matches!(
+            self,
+            ResourceKind::Patient | ResourceKind::Practitioner | ResourceKind::Organization
+        )
     }
 }

@@ -57,7 +57,11 @@ pub struct Issue {
 
 impl Issue {
     pub fn new(code: IssueCode, message: impl Into<String>) -> Self {
-        Issue { code, message: message.into(), expression: None }
+        Issue {
+            code,
+            message: message.into(),
+            expression: None,
+        }
     }
 
     pub fn at(mut self, expression: impl Into<String>) -> Self {
@@ -110,11 +114,22 @@ mod tests {
 
     #[test]
     fn outcome_is_a_valid_r4_operation_outcome() {
-        let issue = Issue::new(IssueCode::Value, "not a date").at("Patient.birthDate").within("Bundle.entry[2].resource");
+        let issue = Issue::new(IssueCode::Value, "not a date")
+            .at("Patient.birthDate")
+            .within("Bundle.entry[2].resource");
         let value = operation_outcome(&[issue], "req-1");
-        let parsed: OperationOutcome = serde_json::from_value(value.clone()).expect("valid OperationOutcome");
+        let parsed: OperationOutcome =
+            serde_json::from_value(value.clone()).expect("valid OperationOutcome");
         assert_eq!(parsed.issue.len(), 1);
-        assert_eq!(value["issue"][0]["expression"][0], "Bundle.entry[2].resource.Patient.birthDate");
-        assert!(value["issue"][0]["diagnostics"].as_str().unwrap().contains("req-1"));
+        assert_eq!(
+            value["issue"][0]["expression"][0],
+            "Bundle.entry[2].resource.Patient.birthDate"
+        );
+        assert!(
+            value["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains("req-1")
+        );
     }
 }

@@ -36,21 +36,41 @@ pub struct ParamDef {
 }
 
 const fn def(name: &'static str, kind: ParamKind, documentation: &'static str) -> ParamDef {
-    ParamDef { name, kind, documentation }
+    ParamDef {
+        name,
+        kind,
+        documentation,
+    }
 }
 
 use ParamKind::{Date, Reference, String as Str, Token};
 use ResourceKind as K;
 
 const PATIENT: &[ParamDef] = &[
-    def("name", Str, "Any part of any name (family, given, text); prefix match, accents and case ignored"),
+    def(
+        "name",
+        Str,
+        "Any part of any name (family, given, text); prefix match, accents and case ignored",
+    ),
     def("family", Str, "Family name; prefix match"),
     def("given", Str, "Given name; prefix match"),
-    def("identifier", Token, "An identifier (system|value), e.g. the facility MRN or a national id"),
-    def("birthdate", Date, "Birth date, with eq/lt/le/gt/ge prefixes"),
+    def(
+        "identifier",
+        Token,
+        "An identifier (system|value), e.g. the facility MRN or a national id",
+    ),
+    def(
+        "birthdate",
+        Date,
+        "Birth date, with eq/lt/le/gt/ge prefixes",
+    ),
     def("gender", Token, "Administrative gender"),
     def("phone", Token, "A phone number, digits only"),
-    def("organization", Reference(K::Organization), "The managing facility"),
+    def(
+        "organization",
+        Reference(K::Organization),
+        "The managing facility",
+    ),
 ];
 const PRACTITIONER: &[ParamDef] = &[
     def("name", Str, "Any part of any name; prefix match"),
@@ -58,14 +78,20 @@ const PRACTITIONER: &[ParamDef] = &[
     def("given", Str, "Given name; prefix match"),
     def("identifier", Token, "An identifier (system|value)"),
 ];
-const ORGANIZATION: &[ParamDef] =
-    &[def("name", Str, "Name; prefix match"), def("identifier", Token, "An identifier (system|value)")];
+const ORGANIZATION: &[ParamDef] = &[
+    def("name", Str, "Name; prefix match"),
+    def("identifier", Token, "An identifier (system|value)"),
+];
 const ENCOUNTER: &[ParamDef] = &[
     def("patient", Reference(K::Patient), "The patient"),
     def("subject", Reference(K::Patient), "The patient"),
     def("date", Date, "The encounter's period"),
     def("status", Token, "planned | in-progress | finished | …"),
-    def("class", Token, "Outpatient (AMB), inpatient (IMP), emergency (EMER) …"),
+    def(
+        "class",
+        Token,
+        "Outpatient (AMB), inpatient (IMP), emergency (EMER) …",
+    ),
 ];
 const OBSERVATION: &[ParamDef] = &[
     def("patient", Reference(K::Patient), "The patient"),
@@ -74,13 +100,21 @@ const OBSERVATION: &[ParamDef] = &[
     def("category", Token, "vital-signs, laboratory, …"),
     def("date", Date, "When it was observed (effective)"),
     def("encounter", Reference(K::Encounter), "The encounter"),
-    def("status", Token, "registered | preliminary | final | amended …"),
+    def(
+        "status",
+        Token,
+        "registered | preliminary | final | amended …",
+    ),
 ];
 const CONDITION: &[ParamDef] = &[
     def("patient", Reference(K::Patient), "The patient"),
     def("subject", Reference(K::Patient), "The patient"),
     def("code", Token, "The diagnosis (ICD-10-CM)"),
-    def("clinical-status", Token, "active | recurrence | relapse | inactive | remission | resolved"),
+    def(
+        "clinical-status",
+        Token,
+        "active | recurrence | relapse | inactive | remission | resolved",
+    ),
     def("encounter", Reference(K::Encounter), "The encounter"),
 ];
 const ALLERGY: &[ParamDef] = &[
@@ -91,7 +125,11 @@ const ALLERGY: &[ParamDef] = &[
 const MEDICATION_REQUEST: &[ParamDef] = &[
     def("patient", Reference(K::Patient), "The patient"),
     def("subject", Reference(K::Patient), "The patient"),
-    def("status", Token, "active | on-hold | cancelled | completed …"),
+    def(
+        "status",
+        Token,
+        "active | on-hold | cancelled | completed …",
+    ),
     def("intent", Token, "proposal | plan | order …"),
     def("code", Token, "The medication"),
     def("encounter", Reference(K::Encounter), "The encounter"),
@@ -140,7 +178,10 @@ pub struct FhirSearch {
 
 /// Reads a query string's pairs into a search of `kind`. Every parameter must be understood:
 /// a misspelt parameter silently ignored would return the wrong patients.
-pub fn parse_search(kind: ResourceKind, pairs: &[(String, String)]) -> Result<FhirSearch, Vec<Issue>> {
+pub fn parse_search(
+    kind: ResourceKind,
+    pairs: &[(String, String)],
+) -> Result<FhirSearch, Vec<Issue>> {
     let mut search = FhirSearch {
         query: SearchQuery {
             resource_type: kind.name(),
@@ -161,27 +202,45 @@ pub fn parse_search(kind: ResourceKind, pairs: &[(String, String)]) -> Result<Fh
             search.echo.push((key.clone(), value.clone()));
         }
     }
-    if issues.is_empty() { Ok(search) } else { Err(issues) }
+    if issues.is_empty() {
+        Ok(search)
+    } else {
+        Err(issues)
+    }
 }
 
 fn apply(kind: ResourceKind, search: &mut FhirSearch, key: &str, value: &str) -> Result<(), Issue> {
-    let (name, modifier) = key.split_once(':').map_or((key, None), |(n, m)| (n, Some(m)));
+    let (name, modifier) = key
+        .split_once(':')
+        .map_or((key, None), |(n, m)| (n, Some(m)));
     let q = &mut search.query;
     match name {
         "_count" => q.count = parse_count(value)?,
-        "_offset" => q.offset = value.parse().map_err(|_| invalid(format!("_offset must be a whole number, got {value:?}")))?,
+        "_offset" => {
+            q.offset = value
+                .parse()
+                .map_err(|_| invalid(format!("_offset must be a whole number, got {value:?}")))?
+        }
         "_sort" => q.sort = parse_sort(kind, value)?,
         "_include" => search.includes.push(parse_include(kind, value)?),
         "_format" if value.contains("json") => {}
         "_total" if value == "none" => {}
         "_summary" | "_elements" | "_total" | "_format" | "_contained" | "_revinclude" | "_has" => {
-            return Err(Issue::new(IssueCode::NotSupported, format!("{name} is not supported by this server")));
+            return Err(Issue::new(
+                IssueCode::NotSupported,
+                format!("{name} is not supported by this server"),
+            ));
         }
-        "_id" => q.criteria.push(Criterion::Ids(split(value).map(parse_uuid).collect::<Result<_, _>>()?)),
+        "_id" => q.criteria.push(Criterion::Ids(
+            split(value).map(parse_uuid).collect::<Result<_, _>>()?,
+        )),
         "_lastUpdated" => q.criteria.push(Criterion::LastUpdated(parse_date(value)?)),
         _ => {
             let def = param(kind, name).ok_or_else(|| {
-                Issue::new(IssueCode::NotSupported, format!("{} has no search parameter \"{name}\"", kind.name()))
+                Issue::new(
+                    IssueCode::NotSupported,
+                    format!("{} has no search parameter \"{name}\"", kind.name()),
+                )
             })?;
             q.criteria.push(criterion(def, modifier, value)?);
         }
@@ -189,24 +248,44 @@ fn apply(kind: ResourceKind, search: &mut FhirSearch, key: &str, value: &str) ->
     Ok(())
 }
 
-fn criterion(def: &'static ParamDef, modifier: Option<&str>, value: &str) -> Result<Criterion, Issue> {
+fn criterion(
+    def: &'static ParamDef,
+    modifier: Option<&str>,
+    value: &str,
+) -> Result<Criterion, Issue> {
     match (def.kind, modifier) {
         (ParamKind::String, None | Some("exact")) => {
             let values: Vec<String> = split(value).map(fold).filter(|v| !v.is_empty()).collect();
             if values.is_empty() {
                 return Err(invalid(format!("{} needs a value", def.name)));
             }
-            Ok(Criterion::String { param: def.name, values, exact: modifier == Some("exact") })
+            Ok(Criterion::String {
+                param: def.name,
+                values,
+                exact: modifier == Some("exact"),
+            })
         }
-        (ParamKind::Token, None) => {
-            Ok(Criterion::Token { param: def.name, values: split(value).map(|t| token(def, t)).collect() })
-        }
-        (ParamKind::Date, None) => Ok(Criterion::Date { param: def.name, range: parse_date(value)? }),
+        (ParamKind::Token, None) => Ok(Criterion::Token {
+            param: def.name,
+            values: split(value).map(|t| token(def, t)).collect(),
+        }),
+        (ParamKind::Date, None) => Ok(Criterion::Date {
+            param: def.name,
+            range: parse_date(value)?,
+        }),
         (ParamKind::Reference(target), None) => {
-            let targets = split(value).map(|v| reference_id(target, v)).collect::<Result<_, _>>()?;
-            Ok(Criterion::Reference { param: def.name, targets })
+            let targets = split(value)
+                .map(|v| reference_id(target, v))
+                .collect::<Result<_, _>>()?;
+            Ok(Criterion::Reference {
+                param: def.name,
+                targets,
+            })
         }
-        (_, Some(m)) => Err(Issue::new(IssueCode::NotSupported, format!("the modifier :{m} is not supported on {}", def.name))),
+        (_, Some(m)) => Err(Issue::new(
+            IssueCode::NotSupported,
+            format!("the modifier :{m} is not supported on {}", def.name),
+        )),
     }
 }
 
@@ -215,25 +294,46 @@ fn split(value: &str) -> impl Iterator<Item = &str> {
 }
 
 fn token(def: &ParamDef, value: &str) -> TokenValue {
-    let normalise = |code: &str| if def.name == "phone" { kiorex_domain::names::phone_digits(code) } else { code.to_owned() };
+    let normalise = |code: &str| {
+        if def.name == "phone" {
+            kiorex_domain::names::phone_digits(code)
+        } else {
+            code.to_owned()
+        }
+    };
     match value.split_once('|') {
-        Some((system, code)) => TokenValue { system: Some(system.to_owned()), code: normalise(code) },
-        None => TokenValue { system: None, code: normalise(value) },
+        Some((system, code)) => TokenValue {
+            system: Some(system.to_owned()),
+            code: normalise(code),
+        },
+        None => TokenValue {
+            system: None,
+            code: normalise(value),
+        },
     }
 }
 
 /// `Patient/<id>` or a bare id.
 fn reference_id(target: ResourceKind, value: &str) -> Result<Uuid, Issue> {
-    let id = value.strip_prefix(target.name()).and_then(|rest| rest.strip_prefix('/')).unwrap_or(value);
+    let id = value
+        .strip_prefix(target.name())
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(value);
     parse_uuid(id)
 }
 
 fn parse_uuid(value: &str) -> Result<Uuid, Issue> {
-    Uuid::parse_str(value).map_err(|_| invalid(format!("{value:?} is not a resource id held by this server")))
+    Uuid::parse_str(value).map_err(|_| {
+        invalid(format!(
+            "{value:?} is not a resource id held by this server"
+        ))
+    })
 }
 
 fn parse_count(value: &str) -> Result<u32, Issue> {
-    let count: u32 = value.parse().map_err(|_| invalid(format!("_count must be a whole number, got {value:?}")))?;
+    let count: u32 = value
+        .parse()
+        .map_err(|_| invalid(format!("_count must be a whole number, got {value:?}")))?;
     if count == 0 || count > MAX_COUNT {
         return Err(invalid(format!("_count must be between 1 and {MAX_COUNT}")));
     }
@@ -249,7 +349,10 @@ pub fn parse_date(value: &str) -> Result<DateRange, Issue> {
         Some("gt") => (DatePrefix::Gt, &value[2..]),
         Some("ge") => (DatePrefix::Ge, &value[2..]),
         Some(p) if p.chars().all(|c| c.is_ascii_alphabetic()) => {
-            return Err(Issue::new(IssueCode::NotSupported, format!("the date prefix {p:?} is not supported (use eq, lt, le, gt, ge)")));
+            return Err(Issue::new(
+                IssueCode::NotSupported,
+                format!("the date prefix {p:?} is not supported (use eq, lt, le, gt, ge)"),
+            ));
         }
         _ => (DatePrefix::Eq, value),
     };
@@ -267,7 +370,10 @@ fn parse_sort(kind: ResourceKind, value: &str) -> Result<Vec<SortKey>, Issue> {
                 _ => match param(kind, name).map(|d| (d.name, d.kind)) {
                     Some((param, ParamKind::String)) => Ok(SortKey::String { param, descending }),
                     Some((param, ParamKind::Date)) => Ok(SortKey::Date { param, descending }),
-                    _ => Err(Issue::new(IssueCode::NotSupported, format!("cannot sort {} by {name:?}", kind.name()))),
+                    _ => Err(Issue::new(
+                        IssueCode::NotSupported,
+                        format!("cannot sort {} by {name:?}", kind.name()),
+                    )),
                 },
             }
         })
@@ -276,11 +382,18 @@ fn parse_sort(kind: ResourceKind, value: &str) -> Result<Vec<SortKey>, Issue> {
 
 /// `Observation:subject` (the source type must be the searched type).
 fn parse_include(kind: ResourceKind, value: &str) -> Result<&'static ParamDef, Issue> {
-    let (source, name) = value.split_once(':').ok_or_else(|| invalid(format!("_include must look like {}:patient", kind.name())))?;
+    let (source, name) = value
+        .split_once(':')
+        .ok_or_else(|| invalid(format!("_include must look like {}:patient", kind.name())))?;
     let name = name.split(':').next().unwrap_or(name);
     match param(kind, name) {
-        Some(def) if source == kind.name() && matches!(def.kind, ParamKind::Reference(_)) => Ok(def),
-        _ => Err(Issue::new(IssueCode::NotSupported, format!("cannot _include {value:?} when searching {}", kind.name()))),
+        Some(def) if source == kind.name() && matches!(def.kind, ParamKind::Reference(_)) => {
+            Ok(def)
+        }
+        _ => Err(Issue::new(
+            IssueCode::NotSupported,
+            format!("cannot _include {value:?} when searching {}", kind.name()),
+        )),
     }
 }
 
@@ -293,15 +406,29 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn reads_a_typical_patient_search() {
-        let s = parse_search(K::Patient, &pairs(&[("name", "Müll"), ("birthdate", "ge1980-01-01"), ("_count", "5")])).unwrap();
+        let s = parse_search(
+            K::Patient,
+            &pairs(&[
+                ("name", "Müll"),
+                ("birthdate", "ge1980-01-01"),
+                ("_count", "5"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(s.query.count, 5);
-        assert!(matches!(&s.query.criteria[0], Criterion::String { param: "name", values, exact: false } if values == &["mull"]));
-        assert!(matches!(&s.query.criteria[1], Criterion::Date { param: "birthdate", range } if range.prefix == DatePrefix::Ge));
+        assert!(
+            matches!(&s.query.criteria[0], Criterion::String { param: "name", values, exact: false } if values == &["mull"])
+        );
+        assert!(
+            matches!(&s.query.criteria[1], Criterion::Date { param: "birthdate", range } if range.prefix == DatePrefix::Ge)
+        );
     }
 
     #[test]
@@ -312,17 +439,39 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        for (k, v) in [("birthdate", "yesterday"), ("_count", "0"), ("_count", "lots"), ("_id", "42"), ("_sort", "gender"), ("birthdate", "ap2020")] {
-            assert!(parse_search(K::Patient, &pairs(&[(k, v)])).is_err(), "{k}={v}");
+        for (k, v) in [
+            ("birthdate", "yesterday"),
+            ("_count", "0"),
+            ("_count", "lots"),
+            ("_id", "42"),
+            ("_sort", "gender"),
+            ("birthdate", "ap2020"),
+        ] {
+            assert!(
+                parse_search(K::Patient, &pairs(&[(k, v)])).is_err(),
+                "{k}={v}"
+            );
         }
     }
 
     #[test]
     fn observation_by_patient_and_code_with_include() {
         let id = Uuid::from_u128(7);
-        let s = parse_search(K::Observation, &pairs(&[("patient", &format!("Patient/{id}")), ("code", "http://loinc.org|8867-4"), ("_include", "Observation:subject")])).unwrap();
-        assert!(matches!(&s.query.criteria[0], Criterion::Reference { targets, .. } if targets == &[id]));
-        assert!(matches!(&s.query.criteria[1], Criterion::Token { values, .. } if values[0].system.as_deref() == Some("http://loinc.org")));
+        let s = parse_search(
+            K::Observation,
+            &pairs(&[
+                ("patient", &format!("Patient/{id}")),
+                ("code", "http://loinc.org|8867-4"),
+                ("_include", "Observation:subject"),
+            ]),
+        )
+        .unwrap();
+        assert!(
+            matches!(&s.query.criteria[0], Criterion::Reference { targets, .. } if targets == &[id])
+        );
+        assert!(
+            matches!(&s.query.criteria[1], Criterion::Token { values, .. } if values[0].system.as_deref() == Some("http://loinc.org"))
+        );
         assert_eq!(s.includes[0].name, "subject");
     }
 }

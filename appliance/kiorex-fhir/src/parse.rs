@@ -48,7 +48,10 @@ impl Clinical {
 /// Parses request body bytes as a resource of `expected` kind.
 pub fn parse_bytes(expected: ResourceKind, body: &[u8]) -> Result<Parsed, Vec<Issue>> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        vec![Issue::new(IssueCode::Structure, format!("the body is not valid JSON: {e}"))]
+        vec![Issue::new(
+            IssueCode::Structure,
+            format!("the body is not valid JSON: {e}"),
+        )]
     })?;
     parse_value(expected, value)
 }
@@ -60,13 +63,20 @@ pub fn parse_value(expected: ResourceKind, value: Value) -> Result<Parsed, Vec<I
         Some(t) if t == type_name => {}
         Some(other) => {
             return Err(vec![
-                Issue::new(IssueCode::Invalid, format!("expected a {type_name}, got a {other}")).at("resourceType"),
+                Issue::new(
+                    IssueCode::Invalid,
+                    format!("expected a {type_name}, got a {other}"),
+                )
+                .at("resourceType"),
             ]);
         }
         None => {
             return Err(vec![
-                Issue::new(IssueCode::Required, format!("resourceType is missing; expected \"{type_name}\""))
-                    .at("resourceType"),
+                Issue::new(
+                    IssueCode::Required,
+                    format!("resourceType is missing; expected \"{type_name}\""),
+                )
+                .at("resourceType"),
             ]);
         }
     }
@@ -100,11 +110,19 @@ where
     let model: T = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = plain_serde_message(&e.inner().to_string());
-        let at = if path == "." { type_name.to_owned() } else { format!("{type_name}.{path}") };
+        let at = if path == "." {
+            type_name.to_owned()
+        } else {
+            format!("{type_name}.{path}")
+        };
         vec![Issue::new(IssueCode::Value, message).at(at)]
     })?;
-    let json = serde_json::to_value(&model)
-        .map_err(|e| vec![Issue::new(IssueCode::Processing, format!("could not re-encode the resource: {e}"))])?;
+    let json = serde_json::to_value(&model).map_err(|e| {
+        vec![Issue::new(
+            IssueCode::Processing,
+            format!("could not re-encode the resource: {e}"),
+        )]
+    })?;
     Ok((wrap(model), json))
 }
 
@@ -126,7 +144,8 @@ fn unknown_elements(input: &Value, canonical: &Value, path: &str, issues: &mut V
                 let here = format!("{path}[{n}]");
                 match c.get(n) {
                     Some(other) => unknown_elements(item, other, &here, issues),
-                    None => issues.push(Issue::new(IssueCode::Structure, "unexpected array item").at(here)),
+                    None => issues
+                        .push(Issue::new(IssueCode::Structure, "unexpected array item").at(here)),
                 }
             }
         }
@@ -134,18 +153,32 @@ fn unknown_elements(input: &Value, canonical: &Value, path: &str, issues: &mut V
     }
 }
 
-fn compare_objects(input: &Map<String, Value>, canonical: &Map<String, Value>, path: &str, issues: &mut Vec<Issue>) {
+fn compare_objects(
+    input: &Map<String, Value>,
+    canonical: &Map<String, Value>,
+    path: &str,
+    issues: &mut Vec<Issue>,
+) {
     for (key, value) in input {
         let here = format!("{path}.{key}");
         if is_empty(value) {
-            issues.push(Issue::new(IssueCode::Structure, "empty elements are not allowed in FHIR JSON").at(here));
+            issues.push(
+                Issue::new(
+                    IssueCode::Structure,
+                    "empty elements are not allowed in FHIR JSON",
+                )
+                .at(here),
+            );
             continue;
         }
         match canonical.get(key) {
             Some(other) => unknown_elements(value, other, &here, issues),
             None => issues.push(
-                Issue::new(IssueCode::Structure, format!("unknown element \"{key}\": FHIR R4 does not define it here"))
-                    .at(here),
+                Issue::new(
+                    IssueCode::Structure,
+                    format!("unknown element \"{key}\": FHIR R4 does not define it here"),
+                )
+                .at(here),
             ),
         }
     }
@@ -176,7 +209,9 @@ mod tests {
     }
 
     fn first_issue(value: Value) -> Issue {
-        parse_value(ResourceKind::Patient, value).unwrap_err().remove(0)
+        parse_value(ResourceKind::Patient, value)
+            .unwrap_err()
+            .remove(0)
     }
 
     #[test]
@@ -189,20 +224,32 @@ mod tests {
     #[test]
     fn wrong_type_names_the_element() {
         let issue = first_issue(patient(json!({"birthDate": 19900307})));
-        assert_eq!(issue.expression.as_deref(), Some("Patient.birthDate"), "{issue}");
+        assert_eq!(
+            issue.expression.as_deref(),
+            Some("Patient.birthDate"),
+            "{issue}"
+        );
     }
 
     #[test]
     fn unknown_code_names_the_element() {
         let issue = first_issue(patient(json!({"gender": "robot"})));
-        assert_eq!(issue.expression.as_deref(), Some("Patient.gender"), "{issue}");
+        assert_eq!(
+            issue.expression.as_deref(),
+            Some("Patient.gender"),
+            "{issue}"
+        );
         assert!(issue.message.contains("robot"), "{issue}");
     }
 
     #[test]
     fn impossible_date_is_refused() {
         let issue = first_issue(patient(json!({"birthDate": "1990-02-30"})));
-        assert_eq!(issue.expression.as_deref(), Some("Patient.birthDate"), "{issue}");
+        assert_eq!(
+            issue.expression.as_deref(),
+            Some("Patient.birthDate"),
+            "{issue}"
+        );
     }
 
     #[test]
@@ -210,18 +257,24 @@ mod tests {
         let issue = first_issue(patient(json!({"favouriteColour": "blue"})));
         assert_eq!(issue.expression.as_deref(), Some("Patient.favouriteColour"));
         let nested = first_issue(patient(json!({"name": [{"family": "A", "nickname": "B"}]})));
-        assert_eq!(nested.expression.as_deref(), Some("Patient.name[0].nickname"));
+        assert_eq!(
+            nested.expression.as_deref(),
+            Some("Patient.name[0].nickname")
+        );
     }
 
     #[test]
     fn wrong_resource_type_is_refused() {
-        let issue = parse_value(ResourceKind::Observation, patient(json!({}))).unwrap_err().remove(0);
+        let issue = parse_value(ResourceKind::Observation, patient(json!({})))
+            .unwrap_err()
+            .remove(0);
         assert_eq!(issue.expression.as_deref(), Some("resourceType"));
     }
 
     #[test]
     fn malformed_json_is_a_structure_issue() {
-        let issues = parse_bytes(ResourceKind::Patient, b"{\"resourceType\": \"Patient\",").unwrap_err();
+        let issues =
+            parse_bytes(ResourceKind::Patient, b"{\"resourceType\": \"Patient\",").unwrap_err();
         assert_eq!(issues[0].code, IssueCode::Structure);
     }
 }

@@ -33,7 +33,14 @@ pub fn find_by_username(conn: &mut PgConnection, username: &str) -> StoreResult<
         return Ok(None);
     };
     let grants = grants_of(conn, id)?;
-    Ok(Some(Account { id, username, display_name, password_hash, disabled, grants }))
+    Ok(Some(Account {
+        id,
+        username,
+        display_name,
+        password_hash,
+        disabled,
+        grants,
+    }))
 }
 
 pub fn grants_of(conn: &mut PgConnection, user_id: Uuid) -> StoreResult<Vec<Grant>> {
@@ -44,7 +51,11 @@ pub fn grants_of(conn: &mut PgConnection, user_id: Uuid) -> StoreResult<Vec<Gran
     // A role name this version does not know (from a newer release) grants nothing.
     Ok(rows
         .into_iter()
-        .filter_map(|(facility_id, role)| role.parse::<Role>().ok().map(|role| Grant { facility_id, role }))
+        .filter_map(|(facility_id, role)| {
+            role.parse::<Role>()
+                .ok()
+                .map(|role| Grant { facility_id, role })
+        })
         .collect())
 }
 
@@ -66,7 +77,10 @@ pub fn upsert(
             ))
             .on_conflict(user_account::username)
             .do_update()
-            .set((user_account::display_name.eq(display_name), user_account::password_hash.eq(password_hash)))
+            .set((
+                user_account::display_name.eq(display_name),
+                user_account::password_hash.eq(password_hash),
+            ))
             .returning(user_account::id)
             .get_result(conn)?;
         diesel::delete(role_grant::table.filter(role_grant::user_id.eq(id))).execute(conn)?;
@@ -80,11 +94,16 @@ pub fn upsert(
                 )
             })
             .collect();
-        diesel::insert_into(role_grant::table).values(rows).execute(conn)?;
+        diesel::insert_into(role_grant::table)
+            .values(rows)
+            .execute(conn)?;
         Ok::<_, StoreError>(id)
     })
 }
 
 fn role_name(role: Role) -> String {
-    serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(role)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }

@@ -130,7 +130,9 @@ fn insert(conn: &mut PgConnection, entries: &[AuditEntry]) -> StoreResult<()> {
         .collect();
     // Bound parameters per statement are limited; 13 columns × 2,000 rows stays well inside.
     for chunk in rows.chunks(2_000) {
-        diesel::insert_into(audit_log::table).values(chunk).execute(conn)?;
+        diesel::insert_into(audit_log::table)
+            .values(chunk)
+            .execute(conn)?;
     }
     Ok(())
 }
@@ -163,8 +165,18 @@ pub fn verify(conn: &mut PgConnection, mut progress: impl FnMut(u64)) -> StoreRe
         for entry in &batch {
             let recorded_at = hashed_time(entry.recorded_at);
             let facts = entry.facts(&recorded_at);
-            if let Err(broken) = verify_link(previous_seq, &previous, &entry.prev_hash, &entry.hash, &facts) {
-                return Ok(Verification { entries: checked, head: None, first_break: Some(broken) });
+            if let Err(broken) = verify_link(
+                previous_seq,
+                &previous,
+                &entry.prev_hash,
+                &entry.hash,
+                &facts,
+            ) {
+                return Ok(Verification {
+                    entries: checked,
+                    head: None,
+                    first_break: Some(broken),
+                });
             }
             previous = entry.hash.clone();
             previous_seq = Some(entry.seq);
@@ -173,11 +185,19 @@ pub fn verify(conn: &mut PgConnection, mut progress: impl FnMut(u64)) -> StoreRe
         progress(checked);
     }
     let head = previous_seq.map(|seq| (seq, previous));
-    Ok(Verification { entries: checked, head, first_break: None })
+    Ok(Verification {
+        entries: checked,
+        head,
+        first_break: None,
+    })
 }
 
 /// Entries about one patient, newest first (the "who saw my record" report).
-pub fn for_patient(conn: &mut PgConnection, patient_id: &str, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+pub fn for_patient(
+    conn: &mut PgConnection,
+    patient_id: &str,
+    limit: i64,
+) -> StoreResult<Vec<AuditEntry>> {
     Ok(audit_log::table
         .filter(audit_log::patient_id.eq(patient_id))
         .order(audit_log::seq.desc())

@@ -137,13 +137,17 @@ pub fn connect_once(url: &str) -> StoreResult<PgConnection> {
 
 /// Applies every pending migration; returns the names of those applied.
 pub fn run_migrations(conn: &mut PgConnection) -> StoreResult<Vec<String>> {
-    let applied = conn.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
     Ok(applied.iter().map(ToString::to_string).collect())
 }
 
 /// The migrations this binary knows of that the database has not applied.
 pub fn pending_migrations(conn: &mut PgConnection) -> StoreResult<Vec<String>> {
-    let pending = conn.pending_migrations(MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
+    let pending = conn
+        .pending_migrations(MIGRATIONS)
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
     Ok(pending.iter().map(|m| m.name().to_string()).collect())
 }
 

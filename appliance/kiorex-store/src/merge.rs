@@ -64,15 +64,26 @@ pub fn lock(conn: &mut PgConnection, id: Uuid) -> StoreResult<MergeRecord> {
         .ok_or(StoreError::NotFound)
 }
 
-pub fn mark_undone(conn: &mut PgConnection, id: Uuid, by: &str, at: DateTime<Utc>) -> StoreResult<()> {
+pub fn mark_undone(
+    conn: &mut PgConnection,
+    id: Uuid,
+    by: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
     diesel::update(patient_merge::table.find(id))
-        .set((patient_merge::undone_at.eq(at), patient_merge::undone_by.eq(by)))
+        .set((
+            patient_merge::undone_at.eq(at),
+            patient_merge::undone_by.eq(by),
+        ))
         .execute(conn)?;
     Ok(())
 }
 
 /// The active (not undone) merge that retired `loser_id`, if any.
-pub fn active_for_loser(conn: &mut PgConnection, loser_id: Uuid) -> StoreResult<Option<MergeRecord>> {
+pub fn active_for_loser(
+    conn: &mut PgConnection,
+    loser_id: Uuid,
+) -> StoreResult<Option<MergeRecord>> {
     Ok(patient_merge::table
         .filter(patient_merge::loser_id.eq(loser_id))
         .filter(patient_merge::undone_at.is_null())

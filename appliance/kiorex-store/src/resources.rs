@@ -1,7 +1,9 @@
 //! Versioned clinical resources. A write locks the current row, appends a version, replaces the
 //! search index entries and queues an outbox event, all in the caller's transaction.
 
-use crate::schema::{outbox, resource, resource_version, search_date, search_reference, search_string, search_token};
+use crate::schema::{
+    outbox, resource, resource_version, search_date, search_reference, search_string, search_token,
+};
 use crate::{StoreError, StoreResult};
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
@@ -77,7 +79,11 @@ impl Change {
 }
 
 /// Writes the first version of a new resource.
-pub fn create(conn: &mut PgConnection, ctx: &WriteContext, mut draft: Draft) -> StoreResult<Stored> {
+pub fn create(
+    conn: &mut PgConnection,
+    ctx: &WriteContext,
+    mut draft: Draft,
+) -> StoreResult<Stored> {
     stamp(&mut draft.content, draft.id, 1, ctx.at);
     diesel::insert_into(resource::table)
         .values((
@@ -106,7 +112,9 @@ pub fn update(
     if let Some(expected) = expected_version
         && expected != current.version_id
     {
-        return Err(StoreError::VersionConflict { current: current.version_id });
+        return Err(StoreError::VersionConflict {
+            current: current.version_id,
+        });
     }
     let version = current.version_id + 1;
     stamp(&mut draft.content, draft.id, version, ctx.at);
@@ -138,7 +146,9 @@ pub fn delete(
     if let Some(expected) = expected_version
         && expected != current.version_id
     {
-        return Err(StoreError::VersionConflict { current: current.version_id });
+        return Err(StoreError::VersionConflict {
+            current: current.version_id,
+        });
     }
     let version = current.version_id + 1;
     let mut content = current.content.clone();
@@ -152,7 +162,13 @@ pub fn delete(
         ))
         .execute(conn)?;
     clear_index(conn, id)?;
-    let stored = Stored { version_id: version, last_updated: ctx.at, deleted: true, content, ..current };
+    let stored = Stored {
+        version_id: version,
+        last_updated: ctx.at,
+        deleted: true,
+        content,
+        ..current
+    };
     append_version(conn, ctx, &stored, Change::Delete)?;
     enqueue(conn, &stored, Change::Delete)?;
     Ok(Some(stored))
@@ -171,11 +187,19 @@ pub fn read(conn: &mut PgConnection, resource_type: &str, id: Uuid) -> StoreResu
 
 /// Current versions of several resources, in no particular order; missing ones are left out.
 pub fn read_many(conn: &mut PgConnection, ids: &[Uuid]) -> StoreResult<Vec<Stored>> {
-    Ok(resource::table.filter(resource::id.eq_any(ids)).select(Stored::as_select()).load(conn)?)
+    Ok(resource::table
+        .filter(resource::id.eq_any(ids))
+        .select(Stored::as_select())
+        .load(conn)?)
 }
 
 /// One version of a resource.
-pub fn vread(conn: &mut PgConnection, resource_type: &str, id: Uuid, version: i32) -> StoreResult<Stored> {
+pub fn vread(
+    conn: &mut PgConnection,
+    resource_type: &str,
+    id: Uuid,
+    version: i32,
+) -> StoreResult<Stored> {
     resource_version::table
         .find((id, version))
         .filter(resource_version::resource_type.eq(resource_type))
@@ -219,7 +243,10 @@ pub fn history(conn: &mut PgConnection, q: &HistoryQuery) -> StoreResult<Vec<His
             resource_version::change,
             resource_version::author,
         ))
-        .order((resource_version::last_updated.desc(), resource_version::version_id.desc()))
+        .order((
+            resource_version::last_updated.desc(),
+            resource_version::version_id.desc(),
+        ))
         .limit(q.count)
         .offset(q.offset)
         .into_boxed();
@@ -250,12 +277,17 @@ fn lock_current(conn: &mut PgConnection, resource_type: &str, id: Uuid) -> Store
 
 /// Sets the server-owned parts of the content: id and meta.versionId/lastUpdated.
 fn stamp(content: &mut Value, id: Uuid, version: i32, at: DateTime<Utc>) {
-    let Some(object) = content.as_object_mut() else { return };
+    let Some(object) = content.as_object_mut() else {
+        return;
+    };
     object.insert("id".into(), Value::String(id.to_string()));
     let meta = object.entry("meta").or_insert_with(|| json!({}));
     if let Some(meta) = meta.as_object_mut() {
         meta.insert("versionId".into(), Value::String(version.to_string()));
-        meta.insert("lastUpdated".into(), Value::String(at.to_rfc3339_opts(SecondsFormat::Micros, true)));
+        meta.insert(
+            "lastUpdated".into(),
+            Value::String(at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        );
     }
 }
 
@@ -284,7 +316,12 @@ fn finish_write(
     Ok(stored)
 }
 
-fn append_version(conn: &mut PgConnection, ctx: &WriteContext, stored: &Stored, change: Change) -> StoreResult<()> {
+fn append_version(
+    conn: &mut PgConnection,
+    ctx: &WriteContext,
+    stored: &Stored,
+    change: Change,
+) -> StoreResult<()> {
     diesel::insert_into(resource_version::table)
         .values((
             resource_version::id.eq(stored.id),
@@ -319,11 +356,17 @@ fn clear_index(conn: &mut PgConnection, id: Uuid) -> StoreResult<()> {
     diesel::delete(search_string::table.filter(search_string::resource_id.eq(id))).execute(conn)?;
     diesel::delete(search_token::table.filter(search_token::resource_id.eq(id))).execute(conn)?;
     diesel::delete(search_date::table.filter(search_date::resource_id.eq(id))).execute(conn)?;
-    diesel::delete(search_reference::table.filter(search_reference::resource_id.eq(id))).execute(conn)?;
+    diesel::delete(search_reference::table.filter(search_reference::resource_id.eq(id)))
+        .execute(conn)?;
     Ok(())
 }
 
-fn write_index(conn: &mut PgConnection, id: Uuid, resource_type: &str, index: &SearchIndex) -> StoreResult<()> {
+fn write_index(
+    conn: &mut PgConnection,
+    id: Uuid,
+    resource_type: &str,
+    index: &SearchIndex,
+) -> StoreResult<()> {
     if !index.strings.is_empty() {
         let rows: Vec<_> = index
             .strings
@@ -337,7 +380,9 @@ fn write_index(conn: &mut PgConnection, id: Uuid, resource_type: &str, index: &S
                 )
             })
             .collect();
-        diesel::insert_into(search_string::table).values(rows).execute(conn)?;
+        diesel::insert_into(search_string::table)
+            .values(rows)
+            .execute(conn)?;
     }
     if !index.tokens.is_empty() {
         let rows: Vec<_> = index
@@ -353,7 +398,9 @@ fn write_index(conn: &mut PgConnection, id: Uuid, resource_type: &str, index: &S
                 )
             })
             .collect();
-        diesel::insert_into(search_token::table).values(rows).execute(conn)?;
+        diesel::insert_into(search_token::table)
+            .values(rows)
+            .execute(conn)?;
     }
     if !index.dates.is_empty() {
         let rows: Vec<_> = index
@@ -369,7 +416,9 @@ fn write_index(conn: &mut PgConnection, id: Uuid, resource_type: &str, index: &S
                 )
             })
             .collect();
-        diesel::insert_into(search_date::table).values(rows).execute(conn)?;
+        diesel::insert_into(search_date::table)
+            .values(rows)
+            .execute(conn)?;
     }
     if !index.references.is_empty() {
         let rows: Vec<_> = index
@@ -385,7 +434,9 @@ fn write_index(conn: &mut PgConnection, id: Uuid, resource_type: &str, index: &S
                 )
             })
             .collect();
-        diesel::insert_into(search_reference::table).values(rows).execute(conn)?;
+        diesel::insert_into(search_reference::table)
+            .values(rows)
+            .execute(conn)?;
     }
     Ok(())
 }

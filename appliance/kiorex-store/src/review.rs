@@ -48,7 +48,11 @@ pub fn add(
 }
 
 /// Open items of the given facilities, oldest first.
-pub fn open(conn: &mut PgConnection, facilities: &[Uuid], limit: i64) -> StoreResult<Vec<ReviewItem>> {
+pub fn open(
+    conn: &mut PgConnection,
+    facilities: &[Uuid],
+    limit: i64,
+) -> StoreResult<Vec<ReviewItem>> {
     Ok(duplicate_review::table
         .filter(duplicate_review::facility_id.eq_any(facilities))
         .filter(duplicate_review::status.eq("open"))
@@ -68,16 +72,28 @@ pub fn find(conn: &mut PgConnection, id: Uuid) -> StoreResult<ReviewItem> {
 }
 
 /// Closes an item as `merged` or `dismissed`.
-pub fn resolve(conn: &mut PgConnection, id: Uuid, status: &str, by: &str, at: DateTime<Utc>) -> StoreResult<()> {
-    let changed = diesel::update(duplicate_review::table.find(id).filter(duplicate_review::status.eq("open")))
-        .set((
-            duplicate_review::status.eq(status),
-            duplicate_review::resolved_at.eq(at),
-            duplicate_review::resolved_by.eq(by),
-        ))
-        .execute(conn)?;
+pub fn resolve(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: &str,
+    by: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    let changed = diesel::update(
+        duplicate_review::table
+            .find(id)
+            .filter(duplicate_review::status.eq("open")),
+    )
+    .set((
+        duplicate_review::status.eq(status),
+        duplicate_review::resolved_at.eq(at),
+        duplicate_review::resolved_by.eq(by),
+    ))
+    .execute(conn)?;
     if changed == 0 {
-        return Err(StoreError::Conflict("the review item is already resolved".into()));
+        return Err(StoreError::Conflict(
+            "the review item is already resolved".into(),
+        ));
     }
     Ok(())
 }

@@ -158,6 +158,13 @@ diesel::table! {
 
 diesel::joinable!(role_grant -> user_account (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
-    facility, resource, resource_version, search_string, search_token, search_date, search_reference,
-    role_grant, user_account,
+    facility,
+    resource,
+    resource_version,
+    search_string,
+    search_token,
+    search_date,
+    search_reference,
+    role_grant,
+    user_account,
 );

@@ -2,9 +2,9 @@
 //! index table, the principal's facilities bound the whole search, and paging is by offset over a
 //! stable order (the sort keys, then the id).
 
+use crate::StoreResult;
 use crate::resources::Stored;
 use crate::schema::search_reference;
-use crate::StoreResult;
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -60,9 +60,15 @@ pub struct Page {
 
 pub fn search(conn: &mut PgConnection, q: &SearchQuery) -> StoreResult<Page> {
     if q.facilities.is_empty() {
-        return Ok(Page { matches: Vec::new(), has_more: false });
+        return Ok(Page {
+            matches: Vec::new(),
+            has_more: false,
+        });
     }
-    let mut sql = Sql { text: String::new(), binds: Vec::new() };
+    let mut sql = Sql {
+        text: String::new(),
+        binds: Vec::new(),
+    };
     let type_bind = sql.bind(Bind::Text(q.resource_type.to_owned()));
     let facilities = sql.bind(Bind::Uuids(q.facilities.clone()));
     sql.text = format!(
@@ -77,11 +83,16 @@ pub fn search(conn: &mut PgConnection, q: &SearchQuery) -> StoreResult<Page> {
     sql.text.push_str(&order_by(&q.sort));
     let limit = sql.bind(Bind::Int(i64::from(q.count) + 1));
     let offset = sql.bind(Bind::Int(i64::from(q.offset)));
-    sql.text.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
+    sql.text
+        .push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
 
     let rows: Vec<Row> = into_query(sql).load(conn)?;
     let has_more = rows.len() > q.count as usize;
-    let matches = rows.into_iter().take(q.count as usize).map(Stored::from).collect();
+    let matches = rows
+        .into_iter()
+        .take(q.count as usize)
+        .map(Stored::from)
+        .collect();
     Ok(Page { matches, has_more })
 }
 
@@ -89,33 +100,56 @@ fn criterion_sql(sql: &mut Sql, type_bind: &str, criterion: &Criterion) -> Strin
     match criterion {
         Criterion::Ids(ids) => format!("r.id = ANY({})", sql.bind(Bind::Uuids(ids.clone()))),
         Criterion::LastUpdated(range) => {
-            let (low, high) = (sql.bind(Bind::Time(range.low)), sql.bind(Bind::Time(range.high)));
-            date_condition(range.prefix, "r.last_updated", "r.last_updated", &low, &high)
+            let (low, high) = (
+                sql.bind(Bind::Time(range.low)),
+                sql.bind(Bind::Time(range.high)),
+            );
+            date_condition(
+                range.prefix,
+                "r.last_updated",
+                "r.last_updated",
+                &low,
+                &high,
+            )
         }
-        Criterion::String { param, values, exact } => {
+        Criterion::String {
+            param,
+            values,
+            exact,
+        } => {
             let alternatives: Vec<String> = values
                 .iter()
                 .map(|v| {
                     if *exact {
                         format!("value = {}", sql.bind(Bind::Text(v.clone())))
                     } else {
-                        format!("value LIKE {}", sql.bind(Bind::Text(format!("{}%", escape_like(v)))))
+                        format!(
+                            "value LIKE {}",
+                            sql.bind(Bind::Text(format!("{}%", escape_like(v))))
+                        )
                     }
                 })
                 .collect();
             semi_join(sql, "search_string", type_bind, param, &alternatives)
         }
         Criterion::Token { param, values } => {
-            let alternatives: Vec<String> = values.iter().map(|t| token_condition(sql, t)).collect();
+            let alternatives: Vec<String> =
+                values.iter().map(|t| token_condition(sql, t)).collect();
             semi_join(sql, "search_token", type_bind, param, &alternatives)
         }
         Criterion::Date { param, range } => {
-            let (low, high) = (sql.bind(Bind::Time(range.low)), sql.bind(Bind::Time(range.high)));
+            let (low, high) = (
+                sql.bind(Bind::Time(range.low)),
+                sql.bind(Bind::Time(range.high)),
+            );
             let condition = date_condition(range.prefix, "low", "high", &low, &high);
             semi_join(sql, "search_date", type_bind, param, &[condition])
         }
         Criterion::Reference { param, targets } => {
-            let condition = format!("target_id = ANY({})", sql.bind(Bind::Uuids(targets.clone())));
+            let condition = format!(
+                "target_id = ANY({})",
+                sql.bind(Bind::Uuids(targets.clone()))
+            );
             semi_join(sql, "search_reference", type_bind, param, &[condition])
         }
     }
@@ -123,7 +157,13 @@ fn criterion_sql(sql: &mut Sql, type_bind: &str, criterion: &Criterion) -> Strin
 
 /// `r.id IN (SELECT resource_id FROM <table> WHERE resource_type = .. AND param = .. AND (a OR b))`.
 /// Parameter names come from Kiorex's own table of search parameters, never from the request.
-fn semi_join(sql: &mut Sql, table: &str, type_bind: &str, param: &str, alternatives: &[String]) -> String {
+fn semi_join(
+    sql: &mut Sql,
+    table: &str,
+    type_bind: &str,
+    param: &str,
+    alternatives: &[String],
+) -> String {
     let param_bind = sql.bind(Bind::Text(param.to_owned()));
     format!(
         "r.id IN (SELECT resource_id FROM {table} WHERE resource_type = {type_bind} AND param = {param_bind} AND ({}))",
@@ -134,7 +174,10 @@ fn semi_join(sql: &mut Sql, table: &str, type_bind: &str, param: &str, alternati
 fn token_condition(sql: &mut Sql, token: &TokenValue) -> String {
     let code = sql.bind(Bind::Text(token.code.clone()));
     match &token.system {
-        Some(system) => format!("(code = {code} AND system = {})", sql.bind(Bind::Text(system.clone()))),
+        Some(system) => format!(
+            "(code = {code} AND system = {})",
+            sql.bind(Bind::Text(system.clone()))
+        ),
         None => format!("code = {code}"),
     }
 }
@@ -175,7 +218,10 @@ fn direction(descending: bool) -> &'static str {
 }
 
 fn escape_like(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    value
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 fn into_query(sql: Sql) -> BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
@@ -206,7 +252,11 @@ impl From<Row> for Stored {
 }
 
 /// The resources that `sources` reference through `param` (FHIR `_include`).
-pub fn included_targets(conn: &mut PgConnection, sources: &[Uuid], param: &'static str) -> StoreResult<Vec<Uuid>> {
+pub fn included_targets(
+    conn: &mut PgConnection,
+    sources: &[Uuid],
+    param: &'static str,
+) -> StoreResult<Vec<Uuid>> {
     let mut ids: Vec<Uuid> = search_reference::table
         .filter(search_reference::resource_id.eq_any(sources))
         .filter(search_reference::param.eq(param))

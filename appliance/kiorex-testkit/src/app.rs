@@ -77,41 +77,88 @@ fn signing_key() -> &'static str {
 impl TestApp {
     /// Starts the API on 127.0.0.1:0 with a fresh database, facilities A and B, and the staff.
     pub async fn spawn() -> TestApp {
-        let database_url = tokio::task::spawn_blocking(crate::fresh_database).await.expect("database");
+        let database_url = tokio::task::spawn_blocking(crate::fresh_database)
+            .await
+            .expect("database");
         let store = Store::connect(&database_url, 8).expect("pool");
         let url = database_url.clone();
-        let (facility_a, facility_b, users) = tokio::task::spawn_blocking(move || seed(&url)).await.expect("seed");
+        let (facility_a, facility_b, users) = tokio::task::spawn_blocking(move || seed(&url))
+            .await
+            .expect("seed");
         let tokens = Arc::new(TokenService::from_pem(signing_key(), 900).expect("token service"));
         let state = AppState {
             audit: AuditSink::start(store.clone()),
             store: store.clone(),
             tokens: tokens.clone(),
-            settings: Arc::new(ApiSettings { base_url: String::new(), max_body_bytes: 1024 * 1024, token_ttl_seconds: 900 }),
+            settings: Arc::new(ApiSettings {
+                base_url: String::new(),
+                max_body_bytes: 1024 * 1024,
+                token_ttl_seconds: 900,
+            }),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let address = listener.local_addr().expect("address");
         let base = format!("http://{address}");
-        let state = AppState { settings: Arc::new(ApiSettings { base_url: base.clone(), ..(*state.settings).clone() }), ..state };
-        tokio::spawn(async move { axum::serve(listener, kiorex_api::router(state)).await.expect("serve") });
-        TestApp { base, database_url, store, facility_a, facility_b, tokens, http: reqwest::Client::new(), users }
+        let state = AppState {
+            settings: Arc::new(ApiSettings {
+                base_url: base.clone(),
+                ..(*state.settings).clone()
+            }),
+            ..state
+        };
+        tokio::spawn(async move {
+            axum::serve(listener, kiorex_api::router(state))
+                .await
+                .expect("serve")
+        });
+        TestApp {
+            base,
+            database_url,
+            store,
+            facility_a,
+            facility_b,
+            tokens,
+            http: reqwest::Client::new(),
+            users,
+        }
     }
 
     /// A bearer token for one of the staff (issued directly; sign-in itself has its own tests).
     pub fn token(&self, user: User) -> String {
-        let principal = self.users.iter().find(|(u, _)| *u == user).map(|(_, p)| p).expect("user");
+        let principal = self
+            .users
+            .iter()
+            .find(|(u, _)| *u == user)
+            .map(|(_, p)| p)
+            .expect("user");
         self.tokens.issue(principal).expect("token")
     }
 
     pub async fn get(&self, user: User, path: &str) -> Reply {
-        self.send(self.http.get(self.url(path)).bearer_auth(self.token(user))).await
+        self.send(self.http.get(self.url(path)).bearer_auth(self.token(user)))
+            .await
     }
 
     pub async fn post(&self, user: User, path: &str, body: &Value) -> Reply {
-        self.send(self.http.post(self.url(path)).bearer_auth(self.token(user)).header("content-type", "application/fhir+json").body(body.to_string())).await
+        self.send(
+            self.http
+                .post(self.url(path))
+                .bearer_auth(self.token(user))
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string()),
+        )
+        .await
     }
 
     pub async fn put(&self, user: User, path: &str, body: &Value, if_match: Option<&str>) -> Reply {
-        let mut request = self.http.put(self.url(path)).bearer_auth(self.token(user)).header("content-type", "application/fhir+json").body(body.to_string());
+        let mut request = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(self.token(user))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string());
         if let Some(etag) = if_match {
             request = request.header("if-match", etag);
         }
@@ -119,7 +166,12 @@ impl TestApp {
     }
 
     pub async fn delete(&self, user: User, path: &str) -> Reply {
-        self.send(self.http.delete(self.url(path)).bearer_auth(self.token(user))).await
+        self.send(
+            self.http
+                .delete(self.url(path))
+                .bearer_auth(self.token(user)),
+        )
+        .await
     }
 
     /// Any request, built by the caller (headers, raw bodies, no token …).
@@ -129,7 +181,11 @@ impl TestApp {
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("body");
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -158,8 +214,12 @@ impl TestApp {
     /// Like [`TestApp::sql`], returning the database's refusal instead of panicking.
     pub fn try_sql(&self, sql: &str) -> Result<(), String> {
         use diesel::{Connection, RunQueryDsl};
-        let mut conn = diesel::PgConnection::establish(&self.database_url).map_err(|e| e.to_string())?;
-        diesel::sql_query(sql).execute(&mut conn).map(|_| ()).map_err(|e| e.to_string())
+        let mut conn =
+            diesel::PgConnection::establish(&self.database_url).map_err(|e| e.to_string())?;
+        diesel::sql_query(sql)
+            .execute(&mut conn)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Counts rows with a query of the form `SELECT count(*) AS n FROM …`.
@@ -171,14 +231,19 @@ impl TestApp {
             n: i64,
         }
         let mut conn = diesel::PgConnection::establish(&self.database_url).expect("connect");
-        diesel::sql_query(sql).get_result::<N>(&mut conn).expect("count").n
+        diesel::sql_query(sql)
+            .get_result::<N>(&mut conn)
+            .expect("count")
+            .n
     }
 }
 
 fn seed(url: &str) -> (Uuid, Uuid, Vec<(User, Principal)>) {
     let mut conn = kiorex_store::connect_once(url).expect("connect");
-    let (a, _) = kiorex_api::admin::ensure_facility(&mut conn, "testkit", "FACA", "Facility A").expect("facility A");
-    let (b, _) = kiorex_api::admin::ensure_facility(&mut conn, "testkit", "FACB", "Facility B").expect("facility B");
+    let (a, _) = kiorex_api::admin::ensure_facility(&mut conn, "testkit", "FACA", "Facility A")
+        .expect("facility A");
+    let (b, _) = kiorex_api::admin::ensure_facility(&mut conn, "testkit", "FACB", "Facility B")
+        .expect("facility B");
     let staff = [
         (User::Admin, a.id, Role::Administrator),
         (User::NurseA, a.id, Role::Nurse),
@@ -190,8 +255,22 @@ fn seed(url: &str) -> (Uuid, Uuid, Vec<(User, Principal)>) {
         .into_iter()
         .map(|(user, facility_id, role)| {
             let grants = vec![Grant { facility_id, role }];
-            let id = kiorex_store::accounts::upsert(&mut conn, user.username(), user.username(), password_hash(), &grants).expect("user");
-            (user, Principal { user_id: id, username: user.username().to_owned(), grants })
+            let id = kiorex_store::accounts::upsert(
+                &mut conn,
+                user.username(),
+                user.username(),
+                password_hash(),
+                &grants,
+            )
+            .expect("user");
+            (
+                user,
+                Principal {
+                    user_id: id,
+                    username: user.username().to_owned(),
+                    grants,
+                },
+            )
         })
         .collect();
     (a.id, b.id, users)

@@ -22,12 +22,18 @@ pub fn kiorex_binary() -> std::path::PathBuf {
     }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>/kiorex
-    exe.parent().and_then(|deps| deps.parent()).map(|dir| dir.join("kiorex")).expect("target directory")
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("kiorex"))
+        .expect("target directory")
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough on a test machine).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Waits until `check` holds or `timeout` passes; returns whether it held.

@@ -18,7 +18,8 @@ const TEMPLATE: &str = "kiorex_template";
 /// The process's cluster, started on first use.
 pub fn postgres() -> &'static Postgres {
     CLUSTER.get_or_init(|| {
-        let pg = Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL for the tests: {e}"));
+        let pg = Postgres::start()
+            .unwrap_or_else(|e| panic!("cannot start PostgreSQL for the tests: {e}"));
         // SAFETY: registering a plain `extern "C" fn` with no captured state.
         unsafe { libc::atexit(stop_cluster) };
         pg
@@ -37,9 +38,14 @@ pub fn fresh_database() -> String {
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     // CREATE DATABASE from a template is refused while another copy is being made; retry briefly.
     for attempt in 0..50 {
-        match pg.psql("postgres", &format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}")) {
+        match pg.psql(
+            "postgres",
+            &format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"),
+        ) {
             Ok(()) => return pg.url(&name),
-            Err(e) if attempt < 49 && e.contains("being accessed") => std::thread::park_timeout(Duration::from_millis(50)),
+            Err(e) if attempt < 49 && e.contains("being accessed") => {
+                std::thread::park_timeout(Duration::from_millis(50))
+            }
             Err(e) => panic!("cannot create a test database: {e}"),
         }
     }
@@ -50,7 +56,8 @@ pub fn fresh_database() -> String {
 pub fn empty_database() -> String {
     let pg = postgres();
     let name = format!("e_{}", uuid::Uuid::new_v4().simple());
-    pg.psql("postgres", &format!("CREATE DATABASE {name}")).expect("create database");
+    pg.psql("postgres", &format!("CREATE DATABASE {name}"))
+        .expect("create database");
     pg.url(&name)
 }
 
@@ -58,7 +65,11 @@ fn pg_bin() -> PathBuf {
     if let Some(dir) = std::env::var_os("KIOREX_TEST_PG_BIN") {
         return dir.into();
     }
-    let out = Command::new("pg_config").arg("--bindir").output().ok().filter(|o| o.status.success());
+    let out = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
     if let Some(out) = out {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if dir.join("initdb").exists() {
@@ -66,10 +77,17 @@ fn pg_bin() -> PathBuf {
         }
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).filter(|p| p.join("initdb").exists()).collect())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
-    versions.pop().expect("PostgreSQL server binaries (apt-get install postgresql), or set KIOREX_TEST_PG_BIN")
+    versions.pop().expect(
+        "PostgreSQL server binaries (apt-get install postgresql), or set KIOREX_TEST_PG_BIN",
+    )
 }
 
 /// uid/gid of the `postgres` user when we run as root (initdb refuses root).
@@ -108,11 +126,25 @@ impl Postgres {
         }
         let data = dir.join("data");
         let init = command(&bin.join("initdb"), user)
-            .args(["-D", path(&data), "-A", "trust", "-U", "kiorex", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
+            .args([
+                "-D",
+                path(&data),
+                "-A",
+                "trust",
+                "-U",
+                "kiorex",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ])
             .output()
             .map_err(|e| format!("initdb: {e}"))?;
         if !init.status.success() {
-            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&init.stderr)));
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&init.stderr)
+            ));
         }
         let port = crate::free_port();
         let log = std::fs::File::create(dir.join("postgres.log")).map_err(|e| e.to_string())?;
@@ -122,14 +154,38 @@ impl Postgres {
         // fsync off: these clusters hold throwaway data; crash tests kill the kiorex process, not
         // PostgreSQL, so durability against power loss is not what they measure.
         let child = command(&bin.join("postgres"), user)
-            .args(["-D", path(&data), "-p", &port.to_string(), "-k", path(&dir), "-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300", "-c", "shared_buffers=128MB"])
+            .args([
+                "-D",
+                path(&data),
+                "-p",
+                &port.to_string(),
+                "-k",
+                path(&dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=128MB",
+            ])
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
             .map_err(|e| format!("postgres: {e}"))?;
-        let pg = Postgres { port, dir, child: Mutex::new(Some(child)) };
-        if !crate::wait_until(Duration::from_secs(30), || pg.psql("postgres", "SELECT 1").is_ok()) {
+        let pg = Postgres {
+            port,
+            dir,
+            child: Mutex::new(Some(child)),
+        };
+        if !crate::wait_until(Duration::from_secs(30), || {
+            pg.psql("postgres", "SELECT 1").is_ok()
+        }) {
             let log = std::fs::read_to_string(pg.dir.join("postgres.log")).unwrap_or_default();
             pg.stop();
             return Err(format!("PostgreSQL did not become ready:\n{log}"));
@@ -149,7 +205,8 @@ impl Postgres {
     pub fn psql(&self, database: &str, sql: &str) -> Result<(), String> {
         use diesel::Connection;
         use diesel::connection::SimpleConnection;
-        let mut conn = diesel::PgConnection::establish(&self.url(database)).map_err(|e| e.to_string())?;
+        let mut conn =
+            diesel::PgConnection::establish(&self.url(database)).map_err(|e| e.to_string())?;
         conn.batch_execute(sql).map_err(|e| e.to_string())
     }
 

@@ -17,12 +17,30 @@ pub const ADMIN_PASSWORD: &str = "site-admin-password-1";
 
 impl Site {
     /// A migrated database with facility `GEN` and a local administrator.
-    pub fn new() -> Site {
+    pub fn with_admin() -> Site {
         let site = Site::unmigrated(crate::fresh_database());
-        site.kiorex(&["facility", "create", "--code", "GEN", "--name", "General Hospital"]).success();
+        site.kiorex(&[
+            "facility",
+            "create",
+            "--code",
+            "GEN",
+            "--name",
+            "General Hospital",
+        ])
+        .success();
         let password = site.dir.path().join("admin-password");
         std::fs::write(&password, ADMIN_PASSWORD).expect("password file");
-        site.kiorex(&["user", "create", "--username", ADMIN, "--password-file", password.to_str().unwrap(), "--grant", "administrator@GEN"]).success();
+        site.kiorex(&[
+            "user",
+            "create",
+            "--username",
+            ADMIN,
+            "--password-file",
+            password.to_str().unwrap(),
+            "--grant",
+            "administrator@GEN",
+        ])
+        .success();
         site
     }
 
@@ -31,9 +49,17 @@ impl Site {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("temp dir");
         let key_file = dir.path().join("token.pem");
-        std::fs::write(&key_file, kiorex_api::auth::generate_signing_key_pem().expect("key")).expect("key file");
+        std::fs::write(
+            &key_file,
+            kiorex_api::auth::generate_signing_key_pem().expect("key"),
+        )
+        .expect("key file");
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        Site { database_url, dir, key_file }
+        Site {
+            database_url,
+            dir,
+            key_file,
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -56,7 +82,8 @@ impl Site {
     /// Starts `kiorex serve core` on a free port and waits until it is ready.
     pub fn serve(&self) -> Core {
         let port = crate::free_port();
-        let log = std::fs::File::create(self.dir.path().join(format!("core-{port}.log"))).expect("log");
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("core-{port}.log"))).expect("log");
         let child = self
             .command(&["serve", "core"])
             .env("KIOREX_SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -64,7 +91,10 @@ impl Site {
             .stderr(log)
             .spawn()
             .expect("start kiorex");
-        let core = Core { child, base: format!("http://127.0.0.1:{port}") };
+        let core = Core {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         let ready = crate::wait_until(Duration::from_secs(30), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
@@ -91,7 +121,13 @@ impl Finished {
 
     /// Asserts success and returns stdout.
     pub fn success(&self) -> String {
-        assert!(self.0.status.success(), "kiorex failed ({:?}):\n{}\n{}", self.code(), self.stdout(), self.stderr());
+        assert!(
+            self.0.status.success(),
+            "kiorex failed ({:?}):\n{}\n{}",
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        );
         self.stdout()
     }
 }

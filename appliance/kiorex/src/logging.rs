@@ -11,7 +11,15 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
 pub fn init(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_env("KIOREX_LOG").unwrap_or_else(|_| EnvFilter::new(if std::env::var_os("JOURNAL_STREAM").is_some() || format == LogFormat::Journal { format!("{level},tower_http=warn,diesel=warn") } else { format!("{level},tower_http=warn,diesel=warn,kiorex::audit=warn") }));
+    let filter = EnvFilter::try_from_env("KIOREX_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(
+            if std::env::var_os("JOURNAL_STREAM").is_some() || format == LogFormat::Journal {
+                format!("{level},tower_http=warn,diesel=warn")
+            } else {
+                format!("{level},tower_http=warn,diesel=warn,kiorex::audit=warn")
+            },
+        )
+    });
     let journal = match format {
         LogFormat::Journal => true,
         LogFormat::Auto => std::env::var_os("JOURNAL_STREAM").is_some(),
@@ -21,14 +29,26 @@ pub fn init(format: LogFormat, level: &str) {
         let logger = logger.with_syslog_identifier("kiorex".into());
         if log::set_boxed_logger(Box::new(logger)).is_ok() {
             log::set_max_level(log::LevelFilter::Trace);
-            let _ = tracing_subscriber::registry().with(filter).with(JournalLayer).try_init();
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(JournalLayer)
+                .try_init();
             return;
         }
     }
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_target(true)).try_init(),
-        _ => registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(false)).try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_target(true))
+            .try_init(),
+        _ => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false),
+            )
+            .try_init(),
     };
 }
 
@@ -47,7 +67,11 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for JournalLayer {
             Level::DEBUG => log::Level::Debug,
             Level::TRACE => log::Level::Trace,
         };
-        let kvs: Vec<(&str, &str)> = fields.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let kvs: Vec<(&str, &str)> = fields
+            .pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         log::logger().log(
             &log::Record::builder()
                 .level(level)
@@ -70,7 +94,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
-            self.pairs.push((field.name().to_ascii_uppercase(), format!("{value:?}")));
+            self.pairs
+                .push((field.name().to_ascii_uppercase(), format!("{value:?}")));
         }
     }
 
@@ -78,7 +103,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
-            self.pairs.push((field.name().to_ascii_uppercase(), value.to_owned()));
+            self.pairs
+                .push((field.name().to_ascii_uppercase(), value.to_owned()));
         }
     }
 }

@@ -15,10 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "kiorex", version, about = "Kiorex hospital information platform: the appliance binary.",
+#[command(
+    name = "kiorex",
+    version,
+    about = "Kiorex hospital information platform: the appliance binary.",
     long_about = "Kiorex hospital information platform: the appliance binary.\n\n\
     Configuration comes from the file given with --config (default /etc/kiorex/kiorex.toml when it exists), \
-    then from KIOREX_<SECTION>__<KEY> environment variables, e.g. KIOREX_DATABASE__URL_FILE=/run/secrets/db.")]
+    then from KIOREX_<SECTION>__<KEY> environment variables, e.g. KIOREX_DATABASE__URL_FILE=/run/secrets/db."
+)]
 struct Cli {
     /// The configuration file (TOML).
     #[arg(long, global = true, env = "KIOREX_CONFIG")]
@@ -147,11 +151,16 @@ fn main() {
 
 fn load_config(path: Option<&PathBuf>) -> Result<config::Config> {
     let default = PathBuf::from("/etc/kiorex/kiorex.toml");
-    let file = path.cloned().or_else(|| default.exists().then_some(default));
+    let file = path
+        .cloned()
+        .or_else(|| default.exists().then_some(default));
     let env: Vec<(String, String)> = std::env::vars().collect();
     config::load(file.as_deref(), &env).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
-        anyhow::anyhow!("the configuration is not valid (KX-CFG-001):\n{}", lines.join("\n"))
+        anyhow::anyhow!(
+            "the configuration is not valid (KX-CFG-001):\n{}",
+            lines.join("\n")
+        )
     })
 }
 
@@ -166,33 +175,48 @@ fn run(cli: Cli) -> Result<()> {
                 Command::Serve { role: Role_::Core } => serve_core(config),
                 Command::Migrate { output } => migrate(&config, output),
                 Command::Configtest { output } => configtest(&config, output),
-                Command::Audit { command: AuditCommand::Verify { output } } => audit_verify(&config, output),
+                Command::Audit {
+                    command: AuditCommand::Verify { output },
+                } => audit_verify(&config, output),
                 Command::Facility { command } => facility(&config, command),
                 Command::User { command } => user(&config, command),
-                Command::Keygen { .. } | Command::Healthcheck { .. } => unreachable!("handled above"),
+                Command::Keygen { .. } | Command::Healthcheck { .. } => {
+                    unreachable!("handled above")
+                }
             }
         }
     }
 }
 
 fn connect(config: &config::Config, size: u32) -> Result<Store> {
-    Store::connect(&config.database_url, size).map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL (KX-DB-001): {e}"))
+    Store::connect(&config.database_url, size)
+        .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL (KX-DB-001): {e}"))
 }
 
 /// One connection for a command-line task.
 fn connect_once(config: &config::Config) -> Result<diesel::PgConnection> {
-    kiorex_store::connect_once(&config.database_url).map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL (KX-DB-001): {e}"))
+    kiorex_store::connect_once(&config.database_url)
+        .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL (KX-DB-001): {e}"))
 }
 
 fn serve_core(config: config::Config) -> Result<()> {
     let pending = kiorex_store::pending_migrations(&mut connect_once(&config)?)?;
     let store = connect(&config, config.pool_size)?;
     if !pending.is_empty() {
-        bail!("{} database migration(s) are pending (KX-DB-002): run `kiorex migrate` first; pending: {}", pending.len(), pending.join(", "));
+        bail!(
+            "{} database migration(s) are pending (KX-DB-002): run `kiorex migrate` first; pending: {}",
+            pending.len(),
+            pending.join(", ")
+        );
     }
     let tokens = TokenService::from_pem(&config.token_signing_key, config.token_ttl_seconds)
-        .map_err(|e| anyhow::anyhow!("auth.token_signing_key: {e} (create one with `kiorex keygen`)"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(config.pool_size as usize + 8).build()?;
+        .map_err(|e| {
+            anyhow::anyhow!("auth.token_signing_key: {e} (create one with `kiorex keygen`)")
+        })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(config.pool_size as usize + 8)
+        .build()?;
     runtime.block_on(async move {
         let state = AppState {
             audit: AuditSink::start(store.clone()),
@@ -214,7 +238,8 @@ fn serve_core(config: config::Config) -> Result<()> {
 
 async fn shutdown_signal() {
     let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -239,10 +264,18 @@ fn healthcheck(url: Option<String>, config_path: Option<&PathBuf>) -> Result<()>
         Some(u) => u,
         None => format!("http://{}", load_config(config_path)?.listen),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-        let response = client.get(format!("{}/health/ready", url.trim_end_matches('/'))).send().await.context("no answer")?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        let response = client
+            .get(format!("{}/health/ready", url.trim_end_matches('/')))
+            .send()
+            .await
+            .context("no answer")?;
         if !response.status().is_success() {
             bail!("not ready: HTTP {}", response.status());
         }
@@ -253,14 +286,18 @@ fn healthcheck(url: Option<String>, config_path: Option<&PathBuf>) -> Result<()>
 
 fn configtest(config: &config::Config, output: Output) -> Result<()> {
     let mut checks = vec![("configuration", Ok("valid".to_owned()))];
-    let tokens = TokenService::from_pem(&config.token_signing_key, config.token_ttl_seconds).map(|_| "Ed25519 key loaded".to_owned());
+    let tokens = TokenService::from_pem(&config.token_signing_key, config.token_ttl_seconds)
+        .map(|_| "Ed25519 key loaded".to_owned());
     checks.push(("auth.token_signing_key", tokens));
     let database = connect_once(config).and_then(|mut conn| {
         let pending = kiorex_store::pending_migrations(&mut conn)?;
         if pending.is_empty() {
             Ok("reachable, migrations applied".to_owned())
         } else {
-            Err(anyhow::anyhow!("reachable, but {} migration(s) pending: run `kiorex migrate` (KX-DB-002)", pending.len()))
+            Err(anyhow::anyhow!(
+                "reachable, but {} migration(s) pending: run `kiorex migrate` (KX-DB-002)",
+                pending.len()
+            ))
         }
     });
     checks.push(("database", database.map_err(|e| e.to_string())));
@@ -285,7 +322,11 @@ fn configtest(config: &config::Config, output: Output) -> Result<()> {
             }
         }
     }
-    if failed { bail!("configtest failed") } else { Ok(()) }
+    if failed {
+        bail!("configtest failed")
+    } else {
+        Ok(())
+    }
 }
 
 fn audit_verify(config: &config::Config, output: Output) -> Result<()> {
@@ -307,29 +348,49 @@ fn audit_verify(config: &config::Config, output: Output) -> Result<()> {
         ),
         Output::Text => match (&broken, &verification.head) {
             (Some(b), _) => println!("The audit log was TAMPERED WITH (KX-AUD-002): {b}"),
-            (None, Some((seq, hash))) => println!("The audit log is intact: {} entries; head {seq} {hash}\nRecord the head elsewhere: a later verify that ends before it means entries were cut off the end.", verification.entries),
+            (None, Some((seq, hash))) => println!(
+                "The audit log is intact: {} entries; head {seq} {hash}\nRecord the head elsewhere: a later verify that ends before it means entries were cut off the end.",
+                verification.entries
+            ),
             (None, None) => println!("The audit log is empty."),
         },
     }
-    if broken.is_some() { std::process::exit(2) } else { Ok(()) }
+    if broken.is_some() {
+        std::process::exit(2)
+    } else {
+        Ok(())
+    }
 }
 
 fn facility(config: &config::Config, command: FacilityCommand) -> Result<()> {
     let mut conn = connect_once(config)?;
     match command {
         FacilityCommand::Create { code, name, output } => {
-            let (facility, created) = kiorex_api::admin::ensure_facility(&mut conn, &operator(), &code, &name).map_err(anyhow::Error::msg)?;
+            let (facility, created) =
+                kiorex_api::admin::ensure_facility(&mut conn, &operator(), &code, &name)
+                    .map_err(anyhow::Error::msg)?;
             match output {
-                Output::Json => println!("{}", json!({"id": facility.id, "code": facility.code, "name": facility.name, "created": created})),
-                Output::Text if created => println!("created facility {} ({}) with id {}", facility.code, facility.name, facility.id),
-                Output::Text => println!("facility {} already exists with id {}", facility.code, facility.id),
+                Output::Json => println!(
+                    "{}",
+                    json!({"id": facility.id, "code": facility.code, "name": facility.name, "created": created})
+                ),
+                Output::Text if created => println!(
+                    "created facility {} ({}) with id {}",
+                    facility.code, facility.name, facility.id
+                ),
+                Output::Text => println!(
+                    "facility {} already exists with id {}",
+                    facility.code, facility.id
+                ),
             }
         }
         FacilityCommand::List { output } => {
             let all = kiorex_store::facilities::all(&mut conn)?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string(&all)?),
-                Output::Text => all.iter().for_each(|f| println!("{:<10} {}  {}", f.code, f.id, f.name)),
+                Output::Text => all
+                    .iter()
+                    .for_each(|f| println!("{:<10} {}  {}", f.code, f.id, f.name)),
             }
         }
     }
@@ -337,36 +398,67 @@ fn facility(config: &config::Config, command: FacilityCommand) -> Result<()> {
 }
 
 fn user(config: &config::Config, command: UserCommand) -> Result<()> {
-    let UserCommand::Create { username, display_name, password_file, grants } = command;
-    let password = std::fs::read_to_string(&password_file).with_context(|| format!("cannot read {}", password_file.display()))?;
+    let UserCommand::Create {
+        username,
+        display_name,
+        password_file,
+        grants,
+    } = command;
+    let password = std::fs::read_to_string(&password_file)
+        .with_context(|| format!("cannot read {}", password_file.display()))?;
     let roles = grants
         .iter()
         .map(|g| {
-            let (role, code) = g.split_once('@').ok_or_else(|| anyhow::anyhow!("--grant {g:?} must look like ROLE@FACILITY_CODE"))?;
-            Ok((code.to_owned(), role.parse::<Role>().map_err(anyhow::Error::msg)?))
+            let (role, code) = g.split_once('@').ok_or_else(|| {
+                anyhow::anyhow!("--grant {g:?} must look like ROLE@FACILITY_CODE")
+            })?;
+            Ok((
+                code.to_owned(),
+                role.parse::<Role>().map_err(anyhow::Error::msg)?,
+            ))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut conn = connect_once(config)?;
     let display = display_name.unwrap_or_else(|| username.clone());
-    let id = kiorex_api::admin::upsert_user(&mut conn, &operator(), &username, &display, password.trim_end_matches('\n'), &roles)
-        .map_err(anyhow::Error::msg)?;
+    let id = kiorex_api::admin::upsert_user(
+        &mut conn,
+        &operator(),
+        &username,
+        &display,
+        password.trim_end_matches('\n'),
+        &roles,
+    )
+    .map_err(anyhow::Error::msg)?;
     println!("account {username} ready (id {id})");
     Ok(())
 }
 
 /// Who runs an administrative command, for the audit log.
 fn operator() -> String {
-    format!("cli:{}", std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into()))
+    format!(
+        "cli:{}",
+        std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".into())
+    )
 }
 
 fn keygen(out: &PathBuf, force: bool) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if out.exists() && !force {
-        bail!("{} exists; pass --force to replace it (tokens signed with the old key stop working)", out.display());
+        bail!(
+            "{} exists; pass --force to replace it (tokens signed with the old key stop working)",
+            out.display()
+        );
     }
     let pem = kiorex_api::auth::generate_signing_key_pem().map_err(anyhow::Error::msg)?;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(out)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(out)?;
     file.write_all(pem.as_bytes())?;
     println!("wrote {}", out.display());
     Ok(())

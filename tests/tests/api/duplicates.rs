@@ -7,79 +7,197 @@ fn registration(family: &str, given: &str, birth_date: &str, phone: &str) -> Val
 }
 
 async fn register(app: &TestApp, body: &Value) -> kiorex_testkit::Reply {
-    app.send(app.client().post(app.url("/api/v1/patients")).bearer_auth(app.token(User::FrontDeskA)).json(body)).await
+    app.send(
+        app.client()
+            .post(app.url("/api/v1/patients"))
+            .bearer_auth(app.token(User::FrontDeskA))
+            .json(body),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_refuses_a_strong_duplicate_without_an_override() {
     let app = TestApp::spawn().await;
-    let first = register(&app, &registration("Johansson", "Ingrid", "1984-09-12", "+46 70 123 45 67")).await;
+    let first = register(
+        &app,
+        &registration("Johansson", "Ingrid", "1984-09-12", "+46 70 123 45 67"),
+    )
+    .await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     assert!(first.body["mrn"].as_str().unwrap().starts_with("FACA-"));
     let first_id = first.body["patient"]["id"].as_str().unwrap().to_owned();
 
-    let again = register(&app, &registration("Johanson", "Ingrid", "1984-09-12", "0046-70-1234567")).await;
+    let again = register(
+        &app,
+        &registration("Johanson", "Ingrid", "1984-09-12", "0046-70-1234567"),
+    )
+    .await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
     assert_eq!(again.body["code"], "KX-PAT-001");
     let candidate = &again.body["duplicates"][0];
     assert_eq!(candidate["patient_id"], json!(first_id));
     assert_eq!(candidate["strength"], "strong");
     assert!(candidate["score"].as_f64().unwrap() >= 0.88);
-    assert!(candidate["reasons"].as_array().unwrap().iter().any(|r| r == "same birth date"));
-    assert_eq!(app.count("SELECT count(*) AS n FROM resource WHERE resource_type = 'Patient'"), 1, "nothing created");
+    assert!(
+        candidate["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "same birth date")
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM resource WHERE resource_type = 'Patient'"),
+        1,
+        "nothing created"
+    );
 
     let mut anyway = registration("Johanson", "Ingrid", "1984-09-12", "0046-70-1234567");
     anyway["override_reason"] = json!("twin sisters, confirmed with ID cards");
     let created = register(&app, &anyway).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    assert_eq!(created.body["possible_duplicates"][0]["patient_id"], json!(first_id));
+    assert_eq!(
+        created.body["possible_duplicates"][0]["patient_id"],
+        json!(first_id)
+    );
     assert_eq!(app.count("SELECT count(*) AS n FROM audit_log WHERE detail LIKE 'registered despite a strong match: twin sisters%'"), 1);
 
-    let different = register(&app, &registration("Johansson", "Ingrid", "1950-01-01", "+1 555 0100")).await;
-    assert_eq!(different.status, StatusCode::CREATED, "same name, other birth date and phone: {}", different.body);
+    let different = register(
+        &app,
+        &registration("Johansson", "Ingrid", "1950-01-01", "+1 555 0100"),
+    )
+    .await;
+    assert_eq!(
+        different.status,
+        StatusCode::CREATED,
+        "same name, other birth date and phone: {}",
+        different.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partner_creates_go_on_the_review_list_and_merges_are_reversible() {
     let app = TestApp::spawn().await;
-    let registered = register(&app, &registration("Kowalski", "Jan", "1966-03-03", "+48 601 000 111")).await;
-    let survivor = registered.body["patient"]["id"].as_str().unwrap().to_owned();
+    let registered = register(
+        &app,
+        &registration("Kowalski", "Jan", "1966-03-03", "+48 601 000 111"),
+    )
+    .await;
+    let survivor = registered.body["patient"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let partner = json!({"resourceType": "Patient", "name": [{"family": "Kowalsky", "given": ["Jan"]}], "gender": "female", "birthDate": "1966-03-03"});
     let created = app.post(User::Admin, "/fhir/Patient", &partner).await;
-    assert_eq!(created.status, StatusCode::CREATED, "partners are not refused");
+    assert_eq!(
+        created.status,
+        StatusCode::CREATED,
+        "partners are not refused"
+    );
     let loser = created.body["id"].as_str().unwrap().to_owned();
     let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "note"}, "subject": {"reference": format!("Patient/{loser}")}});
-    let obs_id = app.post(User::Admin, "/fhir/Observation", &obs).await.body["id"].as_str().unwrap().to_owned();
+    let obs_id = app.post(User::Admin, "/fhir/Observation", &obs).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
-    let review = app.send(app.client().get(app.url("/api/v1/duplicates")).bearer_auth(app.token(User::FrontDeskA))).await;
+    let review = app
+        .send(
+            app.client()
+                .get(app.url("/api/v1/duplicates"))
+                .bearer_auth(app.token(User::FrontDeskA)),
+        )
+        .await;
     assert_eq!(review.status, StatusCode::OK, "{}", review.body);
     assert_eq!(review.body[0]["patient_id"], json!(loser));
     assert_eq!(review.body[0]["candidate_id"], json!(survivor));
 
-    let merge = app.send(app.client().post(app.url(&format!("/api/v1/patients/{loser}/merge"))).bearer_auth(app.token(User::FrontDeskA)).json(&json!({"survivor_id": survivor}))).await;
+    let merge = app
+        .send(
+            app.client()
+                .post(app.url(&format!("/api/v1/patients/{loser}/merge")))
+                .bearer_auth(app.token(User::FrontDeskA))
+                .json(&json!({"survivor_id": survivor})),
+        )
+        .await;
     assert_eq!(merge.status, StatusCode::OK, "{}", merge.body);
     assert_eq!(merge.body["records_moved"], 1);
-    let moved = app.get(User::Admin, &format!("/fhir/Observation/{obs_id}")).await;
-    assert_eq!(moved.body["subject"]["reference"], format!("Patient/{survivor}"), "references follow the survivor");
-    let retired = app.get(User::Admin, &format!("/fhir/Patient/{loser}")).await;
+    let moved = app
+        .get(User::Admin, &format!("/fhir/Observation/{obs_id}"))
+        .await;
+    assert_eq!(
+        moved.body["subject"]["reference"],
+        format!("Patient/{survivor}"),
+        "references follow the survivor"
+    );
+    let retired = app
+        .get(User::Admin, &format!("/fhir/Patient/{loser}"))
+        .await;
     assert_eq!(retired.body["active"], false);
     assert_eq!(retired.body["link"][0]["type"], "replaced-by");
-    let everything = app.get(User::Admin, &format!("/fhir/Patient/{survivor}/$everything")).await;
+    let everything = app
+        .get(
+            User::Admin,
+            &format!("/fhir/Patient/{survivor}/$everything"),
+        )
+        .await;
     assert_eq!(everything.body["entry"].as_array().unwrap().len(), 2);
-    let review = app.send(app.client().get(app.url("/api/v1/duplicates")).bearer_auth(app.token(User::FrontDeskA))).await;
-    assert!(review.body.as_array().unwrap().is_empty(), "the review item is closed by the merge");
-    let twice = app.send(app.client().post(app.url(&format!("/api/v1/patients/{loser}/merge"))).bearer_auth(app.token(User::FrontDeskA)).json(&json!({"survivor_id": survivor}))).await;
+    let review = app
+        .send(
+            app.client()
+                .get(app.url("/api/v1/duplicates"))
+                .bearer_auth(app.token(User::FrontDeskA)),
+        )
+        .await;
+    assert!(
+        review.body.as_array().unwrap().is_empty(),
+        "the review item is closed by the merge"
+    );
+    let twice = app
+        .send(
+            app.client()
+                .post(app.url(&format!("/api/v1/patients/{loser}/merge")))
+                .bearer_auth(app.token(User::FrontDeskA))
+                .json(&json!({"survivor_id": survivor})),
+        )
+        .await;
     assert_eq!(twice.status, StatusCode::CONFLICT);
 
     let merge_id = merge.body["merge_id"].as_str().unwrap();
-    let undo = app.send(app.client().post(app.url(&format!("/api/v1/merges/{merge_id}/undo"))).bearer_auth(app.token(User::FrontDeskA))).await;
+    let undo = app
+        .send(
+            app.client()
+                .post(app.url(&format!("/api/v1/merges/{merge_id}/undo")))
+                .bearer_auth(app.token(User::FrontDeskA)),
+        )
+        .await;
     assert_eq!(undo.status, StatusCode::OK, "{}", undo.body);
-    let back = app.get(User::Admin, &format!("/fhir/Observation/{obs_id}")).await;
-    assert_eq!(back.body["subject"]["reference"], format!("Patient/{loser}"));
-    assert_eq!(back.body["meta"]["versionId"], "3", "undo is a new version, history keeps the merge");
-    let restored = app.get(User::Admin, &format!("/fhir/Patient/{loser}")).await;
-    assert!(restored.body.get("link").is_none() && restored.body.get("active").is_none(), "{}", restored.body);
-    let undo_again = app.send(app.client().post(app.url(&format!("/api/v1/merges/{merge_id}/undo"))).bearer_auth(app.token(User::FrontDeskA))).await;
+    let back = app
+        .get(User::Admin, &format!("/fhir/Observation/{obs_id}"))
+        .await;
+    assert_eq!(
+        back.body["subject"]["reference"],
+        format!("Patient/{loser}")
+    );
+    assert_eq!(
+        back.body["meta"]["versionId"], "3",
+        "undo is a new version, history keeps the merge"
+    );
+    let restored = app
+        .get(User::Admin, &format!("/fhir/Patient/{loser}"))
+        .await;
+    assert!(
+        restored.body.get("link").is_none() && restored.body.get("active").is_none(),
+        "{}",
+        restored.body
+    );
+    let undo_again = app
+        .send(
+            app.client()
+                .post(app.url(&format!("/api/v1/merges/{merge_id}/undo")))
+                .bearer_auth(app.token(User::FrontDeskA)),
+        )
+        .await;
     assert_eq!(undo_again.status, StatusCode::CONFLICT);
 }
 
@@ -88,6 +206,13 @@ async fn nurses_cannot_merge() {
     let app = TestApp::spawn().await;
     let a = app.patient("Merge", "Guard", "1970-01-01").await;
     let b = app.patient("Merge", "Guard", "1970-01-01").await;
-    let reply = app.send(app.client().post(app.url(&format!("/api/v1/patients/{a}/merge"))).bearer_auth(app.token(User::NurseA)).json(&json!({"survivor_id": b}))).await;
+    let reply = app
+        .send(
+            app.client()
+                .post(app.url(&format!("/api/v1/patients/{a}/merge")))
+                .bearer_auth(app.token(User::NurseA))
+                .json(&json!({"survivor_id": b})),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
 }

@@ -13,7 +13,14 @@ async fn create_read_vread_update_delete_and_history() {
     assert_eq!(read.header("etag"), Some("W/\"1\""));
     assert_eq!(read.header("content-type"), Some("application/fhir+json"));
     assert_eq!(read.body["name"][0]["family"], "Okafor");
-    assert!(read.body["identifier"][0]["value"].as_str().unwrap().starts_with("FACA-"), "an MRN is assigned: {}", read.body);
+    assert!(
+        read.body["identifier"][0]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("FACA-"),
+        "an MRN is assigned: {}",
+        read.body
+    );
 
     let mut changed = read.body.clone();
     changed["name"][0]["family"] = json!("Okafor-Eze");
@@ -22,7 +29,12 @@ async fn create_read_vread_update_delete_and_history() {
     assert_eq!(updated.body["meta"]["versionId"], "2");
 
     let stale = app.put(User::Admin, &path, &changed, Some("W/\"1\"")).await;
-    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{}", stale.body);
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.body
+    );
     assert_eq!(stale.body["resourceType"], "OperationOutcome");
 
     let v1 = app.get(User::Admin, &format!("{path}/_history/1")).await;
@@ -30,22 +42,44 @@ async fn create_read_vread_update_delete_and_history() {
     let v2 = app.get(User::Admin, &format!("{path}/_history/2")).await;
     assert_eq!(v2.body["name"][0]["family"], "Okafor-Eze");
 
-    assert_eq!(app.delete(User::Admin, &path).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.delete(User::Admin, &path).await.status, StatusCode::NO_CONTENT, "delete is idempotent");
+    assert_eq!(
+        app.delete(User::Admin, &path).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(User::Admin, &path).await.status,
+        StatusCode::NO_CONTENT,
+        "delete is idempotent"
+    );
     assert_eq!(app.get(User::Admin, &path).await.status, StatusCode::GONE);
-    assert_eq!(app.get(User::Admin, &format!("{path}/_history/2")).await.status, StatusCode::OK, "old versions stay readable");
+    assert_eq!(
+        app.get(User::Admin, &format!("{path}/_history/2"))
+            .await
+            .status,
+        StatusCode::OK,
+        "old versions stay readable"
+    );
 
     let history = app.get(User::Admin, &format!("{path}/_history")).await;
     assert_eq!(history.status, StatusCode::OK, "{}", history.body);
     assert_eq!(history.body["type"], "history");
-    let methods: Vec<&str> = history.body["entry"].as_array().unwrap().iter().map(|e| e["request"]["method"].as_str().unwrap()).collect();
+    let methods: Vec<&str> = history.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request"]["method"].as_str().unwrap())
+        .collect();
     assert_eq!(methods, ["DELETE", "PUT", "POST"], "newest first");
 
     let type_history = app.get(User::Admin, "/fhir/Patient/_history").await;
     assert_eq!(type_history.body["entry"].as_array().unwrap().len(), 3);
-    let rows = app.count(&format!("SELECT count(*) AS n FROM resource_version WHERE id = '{id}'"));
+    let rows = app.count(&format!(
+        "SELECT count(*) AS n FROM resource_version WHERE id = '{id}'"
+    ));
     assert_eq!(rows, 3, "every write appended a version");
-    let events = app.count(&format!("SELECT count(*) AS n FROM outbox WHERE resource_id = '{id}'"));
+    let events = app.count(&format!(
+        "SELECT count(*) AS n FROM outbox WHERE resource_id = '{id}'"
+    ));
     assert_eq!(events, 3, "every write queued an outbox event");
 }
 
@@ -69,7 +103,10 @@ async fn conditional_create_returns_the_existing_match() {
     let second = send().await;
     assert_eq!(second.status, StatusCode::OK);
     assert_eq!(first.body["id"], second.body["id"]);
-    assert_eq!(app.count("SELECT count(*) AS n FROM resource WHERE resource_type = 'Patient'"), 1);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM resource WHERE resource_type = 'Patient'"),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,27 +119,52 @@ async fn two_concurrent_updates_with_the_same_version_give_one_200_and_one_412()
     a["gender"] = json!("male");
     let mut b = current.clone();
     b["gender"] = json!("other");
-    let (ra, rb) = tokio::join!(app.put(User::Admin, &path, &a, Some("W/\"1\"")), app.put(User::Admin, &path, &b, Some("W/\"1\"")));
+    let (ra, rb) = tokio::join!(
+        app.put(User::Admin, &path, &a, Some("W/\"1\"")),
+        app.put(User::Admin, &path, &b, Some("W/\"1\""))
+    );
     let mut statuses = [ra.status.as_u16(), rb.status.as_u16()];
     statuses.sort();
     assert_eq!(statuses, [200, 412]);
-    assert_eq!(app.get(User::Admin, &path).await.body["meta"]["versionId"], "2");
+    assert_eq!(
+        app.get(User::Admin, &path).await.body["meta"]["versionId"],
+        "2"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vital_signs_are_interpreted_with_default_ranges() {
     let app = TestApp::spawn().await;
     let patient = app.patient("Vital", "Signs", "1950-05-05").await;
-    let observation = |value: f64| json!({"resourceType": "Observation", "status": "final",
+    let observation = |value: f64| {
+        json!({"resourceType": "Observation", "status": "final",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
         "subject": {"reference": format!("Patient/{patient}")}, "effectiveDateTime": "2026-11-01T08:00:00Z",
-        "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}});
-    for (value, expected) in [(72.0, "N"), (115.0, "H"), (48.0, "L"), (180.0, "HH"), (30.0, "LL")] {
-        let reply = app.post(User::NurseA, "/fhir/Observation", &observation(value)).await;
+        "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}})
+    };
+    for (value, expected) in [
+        (72.0, "N"),
+        (115.0, "H"),
+        (48.0, "L"),
+        (180.0, "HH"),
+        (30.0, "LL"),
+    ] {
+        let reply = app
+            .post(User::NurseA, "/fhir/Observation", &observation(value))
+            .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-        assert_eq!(reply.body["interpretation"][0]["coding"][0]["code"], expected, "heart rate {value}");
-        assert!(reply.body["referenceRange"][0]["text"].as_str().unwrap().contains("default"), "defaults are marked as such");
+        assert_eq!(
+            reply.body["interpretation"][0]["coding"][0]["code"], expected,
+            "heart rate {value}"
+        );
+        assert!(
+            reply.body["referenceRange"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("default"),
+            "defaults are marked as such"
+        );
     }
 }
 
@@ -114,10 +176,22 @@ async fn patient_everything_returns_the_record() {
     for p in [&patient, &patient, &other] {
         let condition = json!({"resourceType": "Condition", "subject": {"reference": format!("Patient/{p}")},
             "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I10", "display": "Essential hypertension"}]}});
-        assert_eq!(app.post(User::Admin, "/fhir/Condition", &condition).await.status, StatusCode::CREATED);
+        assert_eq!(
+            app.post(User::Admin, "/fhir/Condition", &condition)
+                .await
+                .status,
+            StatusCode::CREATED
+        );
     }
-    let all = app.get(User::Admin, &format!("/fhir/Patient/{patient}/$everything")).await;
+    let all = app
+        .get(User::Admin, &format!("/fhir/Patient/{patient}/$everything"))
+        .await;
     assert_eq!(all.status, StatusCode::OK, "{}", all.body);
-    let types: Vec<&str> = all.body["entry"].as_array().unwrap().iter().map(|e| e["resource"]["resourceType"].as_str().unwrap()).collect();
+    let types: Vec<&str> = all.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["Patient", "Condition", "Condition"]);
 }

@@ -23,14 +23,22 @@ async fn token(client: &reqwest::Client, base: &str) -> String {
 /// that was acknowledged (201 received) must be readable after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_server_mid_stream_loses_no_acknowledged_write() {
-    let site = tokio::task::spawn_blocking(Site::new).await.unwrap();
+    let site = tokio::task::spawn_blocking(Site::with_admin).await.unwrap();
     let mut core = site.serve();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let bearer = token(&client, &core.base).await;
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut writers = Vec::new();
     for w in 0..4 {
-        let (client, base, bearer, acknowledged) = (client.clone(), core.base.clone(), bearer.clone(), acknowledged.clone());
+        let (client, base, bearer, acknowledged) = (
+            client.clone(),
+            core.base.clone(),
+            bearer.clone(),
+            acknowledged.clone(),
+        );
         writers.push(tokio::spawn(async move {
             for i in 0.. {
                 let body = json!({"resourceType": "Patient", "name": [{"family": format!("Crash{w}"), "given": [format!("N{i}")]}]});
@@ -57,17 +65,33 @@ async fn killing_the_server_mid_stream_loses_no_acknowledged_write() {
         let _ = w.await;
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() >= 150, "the writers made progress before the kill: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 150,
+        "the writers made progress before the kill: {}",
+        acknowledged.len()
+    );
 
     let core = site.serve();
     let bearer = token(&client, &core.base).await;
     for id in &acknowledged {
-        let read = client.get(format!("{}/fhir/Patient/{id}", core.base)).bearer_auth(&bearer).send().await.unwrap();
-        assert_eq!(read.status(), 200, "acknowledged Patient/{id} is missing after the crash");
+        let read = client
+            .get(format!("{}/fhir/Patient/{id}", core.base))
+            .bearer_auth(&bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            read.status(),
+            200,
+            "acknowledged Patient/{id} is missing after the crash"
+        );
     }
     let verify = site.kiorex(&["audit", "verify", "--output", "json"]);
     let report: Value = serde_json::from_str(&verify.success()).unwrap();
-    assert_eq!(report["ok"], true, "the audit chain survives a crash: {report}");
+    assert_eq!(
+        report["ok"], true,
+        "the audit chain survives a crash: {report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,28 +99,49 @@ async fn serve_refuses_to_start_with_pending_migrations() {
     let site = Site::unmigrated(tokio::task::spawn_blocking(empty_database).await.unwrap());
     let run = site.kiorex(&["serve", "core"]);
     assert_eq!(run.code(), Some(1));
-    assert!(run.stderr().contains("KX-DB-002") && run.stderr().contains("kiorex migrate"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("KX-DB-002") && run.stderr().contains("kiorex migrate"),
+        "{}",
+        run.stderr()
+    );
     let check = site.kiorex(&["configtest", "--output", "json"]);
     assert_ne!(check.code(), Some(0));
     let report: Value = serde_json::from_str(&check.stdout()).unwrap();
-    assert!(report["checks"].to_string().contains("migration(s) pending"), "{report}");
+    assert!(
+        report["checks"]
+            .to_string()
+            .contains("migration(s) pending"),
+        "{report}"
+    );
     let migrated = site.kiorex(&["migrate", "--output", "json"]);
     let applied: Value = serde_json::from_str(&migrated.success()).unwrap();
     assert_eq!(applied["applied"].as_array().unwrap().len(), 1);
-    let again: Value = serde_json::from_str(&site.kiorex(&["migrate", "--output", "json"]).success()).unwrap();
-    assert!(again["applied"].as_array().unwrap().is_empty(), "migrate is safe to re-run");
-    assert!(site.kiorex(&["configtest"]).success().contains("migrations applied"));
+    let again: Value =
+        serde_json::from_str(&site.kiorex(&["migrate", "--output", "json"]).success()).unwrap();
+    assert!(
+        again["applied"].as_array().unwrap().is_empty(),
+        "migrate is safe to re-run"
+    );
+    assert!(
+        site.kiorex(&["configtest"])
+            .success()
+            .contains("migrations applied")
+    );
 }
 
 #[test]
 fn configuration_errors_name_the_key_and_the_fix() {
     let site = Site::unmigrated("postgres://nobody@127.0.0.1:1/none".into());
     let mut cmd = site.command(&["configtest"]);
-    cmd.env("KIOREX_DATABASE__POOL_SIZE", "0").env("KIOREX_SERVER__LISTEN", "everywhere");
+    cmd.env("KIOREX_DATABASE__POOL_SIZE", "0")
+        .env("KIOREX_SERVER__LISTEN", "everywhere");
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("database.pool_size: must be between 1 and 200, got 0"), "{stderr}");
+    assert!(
+        stderr.contains("database.pool_size: must be between 1 and 200, got 0"),
+        "{stderr}"
+    );
     assert!(stderr.contains("server.listen"), "{stderr}");
     let unreachable = site.kiorex(&["configtest", "--output", "json"]);
     let report: Value = serde_json::from_str(&unreachable.stdout()).unwrap();
@@ -106,8 +151,13 @@ fn configuration_errors_name_the_key_and_the_fix() {
 
 #[test]
 fn audit_verify_exits_2_when_the_trail_was_tampered_with() {
-    let site = Site::new();
-    let intact: Value = serde_json::from_str(&site.kiorex(&["audit", "verify", "--output", "json"]).success()).unwrap();
+    let site = Site::with_admin();
+    let intact: Value = serde_json::from_str(
+        &site
+            .kiorex(&["audit", "verify", "--output", "json"])
+            .success(),
+    )
+    .unwrap();
     assert_eq!(intact["ok"], true);
     assert!(intact["entries"].as_u64().unwrap() >= 2);
     kiorex_testkit::postgres()
@@ -115,7 +165,11 @@ fn audit_verify_exits_2_when_the_trail_was_tampered_with() {
         .unwrap();
     let tampered = site.kiorex(&["audit", "verify"]);
     assert_eq!(tampered.code(), Some(2));
-    assert!(tampered.stdout().contains("TAMPERED"), "{}", tampered.stdout());
+    assert!(
+        tampered.stdout().contains("TAMPERED"),
+        "{}",
+        tampered.stdout()
+    );
 }
 
 #[test]
@@ -135,5 +189,9 @@ fn every_command_has_help_for_an_administrator() {
         let help = site.kiorex(args).success();
         assert!(help.contains("Usage:"), "{args:?}: {help}");
     }
-    assert!(site.kiorex(&["user", "create", "--help"]).stdout().contains("ROLE@FACILITY_CODE"));
+    assert!(
+        site.kiorex(&["user", "create", "--help"])
+            .stdout()
+            .contains("ROLE@FACILITY_CODE")
+    );
 }
