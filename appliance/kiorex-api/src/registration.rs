@@ -7,7 +7,9 @@ use crate::records::{Ctx, create_in};
 use crate::state::AppState;
 use chrono::{NaiveDate, Utc};
 use diesel::PgConnection;
-use kiorex_domain::duplicates::{MatchScore, MatchStrength, POSSIBLE, PatientTraits, score};
+use kiorex_domain::duplicates::{
+    MatchScore, MatchStrength, POSSIBLE, PatientTraits, birth_date_keys, score,
+};
 use kiorex_domain::names::phone_digits;
 use kiorex_domain::permission::{Action, Permission, Resource};
 use kiorex_fhir::ResourceKind;
@@ -82,8 +84,7 @@ pub fn likely_duplicates(
     exclude: Option<Uuid>,
 ) -> Result<Vec<(Stored, MatchScore)>, ApiError> {
     let keys = BlockingKeys {
-        family: kiorex_domain::names::fold(&traits.family),
-        birth_date: traits.birth_date,
+        birth_dates: traits.birth_date.map(birth_date_keys).unwrap_or_default(),
         identifiers: traits.identifiers.iter().map(|(_, v)| v.clone()).collect(),
         phones: traits
             .phones

@@ -148,6 +148,20 @@ fn birth_date_score(
     }
 }
 
+/// The birth dates worth looking up for a new patient: the date itself and the slips that
+/// [`score`] still counts as evidence (day and month swapped, one day off).
+pub fn birth_date_keys(date: NaiveDate) -> Vec<NaiveDate> {
+    let mut keys = vec![date];
+    if let Some(swapped) = NaiveDate::from_ymd_opt(date.year(), date.day(), date.month()) {
+        keys.push(swapped);
+    }
+    keys.extend(date.pred_opt().filter(|d| d.month() == date.month()));
+    keys.extend(date.succ_opt().filter(|d| d.month() == date.month()));
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 fn shares_phone(new: &PatientTraits, existing: &PatientTraits) -> bool {
     let theirs: Vec<String> = existing
         .phones
@@ -240,6 +254,15 @@ mod tests {
             &person("Smith", "John", "1987-06-30"),
         );
         assert_eq!(s.strength, MatchStrength::Weak, "{s:?}");
+    }
+
+    #[test]
+    fn birth_date_keys_cover_the_slips_that_score_counts() {
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let keys = birth_date_keys(d("1990-03-07"));
+        assert_eq!(keys, [d("1990-03-06"), d("1990-03-07"), d("1990-03-08"), d("1990-07-03")]);
+        assert_eq!(birth_date_keys(d("1990-05-05")), [d("1990-05-04"), d("1990-05-05"), d("1990-05-06")]);
+        assert_eq!(birth_date_keys(d("1990-01-31")), [d("1990-01-30"), d("1990-01-31")], "no day 31 of a month 31");
     }
 
     #[test]

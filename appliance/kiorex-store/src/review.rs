@@ -101,14 +101,15 @@ pub fn resolve(
 /// What registration knows about a new patient, to find the records that might be the same person.
 #[derive(Debug, Clone, Default)]
 pub struct BlockingKeys {
-    pub family: String,
-    pub birth_date: Option<chrono::NaiveDate>,
+    /// The birth date and the dates a registrar's typing slip turns it into (the domain decides).
+    pub birth_dates: Vec<chrono::NaiveDate>,
     pub identifiers: Vec<String>,
     pub phones: Vec<String>,
 }
 
-/// Patients of these facilities that share a blocking key with the new one: the same birth date,
-/// identifier or phone, or a similar family name (trigram) born in the same year. Scoring is the
+/// Patients of these facilities that share a blocking key with the new one: a birth date (or one
+/// of its likely typos), an identifier or a phone number. Each key is an index lookup, so the
+/// cost does not grow with the number of patients sharing a common family name. Scoring is the
 /// domain's job; this only keeps the candidate list short.
 pub fn candidates(
     conn: &mut PgConnection,
@@ -117,37 +118,42 @@ pub fn candidates(
     limit: i64,
 ) -> StoreResult<Vec<crate::resources::Stored>> {
     use crate::schema::resource;
-    use diesel::sql_types::{Array, Date, Int8, Nullable, Text, Uuid as SqlUuid};
+    use diesel::sql_types::{Array, Int8, Text, Timestamptz, Uuid as SqlUuid};
     #[derive(QueryableByName)]
     struct Id {
         #[diesel(sql_type = SqlUuid)]
         id: Uuid,
     }
+    let days: Vec<DateTime<Utc>> = keys
+        .birth_dates
+        .iter()
+        .filter_map(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+        .collect();
+    // The keys first (a few index lookups), then the records by primary key: one statement
+    // joining both lets the planner scan every patient when it misjudges the key lookups.
     let ids: Vec<Id> = diesel::sql_query(
-        "SELECT r.id FROM resource r \
-         WHERE r.resource_type = 'Patient' AND NOT r.deleted AND r.facility_id = ANY($1) AND r.id IN ( \
-           SELECT resource_id FROM search_date WHERE resource_type = 'Patient' AND param = 'birthdate' \
-             AND $2::date IS NOT NULL AND low = $2::date::timestamp AT TIME ZONE 'UTC' \
-           UNION SELECT resource_id FROM search_token WHERE resource_type = 'Patient' AND param = 'identifier' \
-             AND code = ANY($3) \
-           UNION SELECT resource_id FROM search_token WHERE resource_type = 'Patient' AND param = 'phone' \
-             AND code = ANY($4) \
-           UNION SELECT s.resource_id FROM search_string s JOIN search_date d ON d.resource_id = s.resource_id \
-             AND d.param = 'birthdate' \
-             WHERE s.resource_type = 'Patient' AND s.param = 'family' AND s.value % $5 \
-             AND $2::date IS NOT NULL AND date_part('year', d.low AT TIME ZONE 'UTC') = date_part('year', $2::date)) \
-         LIMIT $6",
+        // Joins with unnest() rather than `= ANY`, so that each key is an index condition even
+        // when the planner's statistics say the table is tiny.
+        "SELECT d.resource_id AS id FROM unnest($1::timestamptz[]) AS k(v) \
+           JOIN search_date d ON d.resource_type = 'Patient' AND d.param = 'birthdate' AND d.low = k.v \
+         UNION SELECT t.resource_id FROM unnest($2::text[]) AS k(v) \
+           JOIN search_token t ON t.resource_type = 'Patient' AND t.param = 'identifier' AND t.code = k.v \
+         UNION SELECT t.resource_id FROM unnest($3::text[]) AS k(v) \
+           JOIN search_token t ON t.resource_type = 'Patient' AND t.param = 'phone' AND t.code = k.v \
+         LIMIT $4",
     )
-    .bind::<Array<SqlUuid>, _>(facilities)
-    .bind::<Nullable<Date>, _>(keys.birth_date)
+    .bind::<Array<Timestamptz>, _>(&days)
     .bind::<Array<Text>, _>(&keys.identifiers)
     .bind::<Array<Text>, _>(&keys.phones)
-    .bind::<Text, _>(&keys.family)
     .bind::<Int8, _>(limit)
     .load(conn)?;
     let ids: Vec<Uuid> = ids.into_iter().map(|i| i.id).collect();
     Ok(resource::table
         .filter(resource::id.eq_any(&ids))
+        .filter(resource::resource_type.eq("Patient"))
+        .filter(resource::deleted.eq(false))
+        .filter(resource::facility_id.eq_any(facilities))
         .select(crate::resources::Stored::as_select())
         .load(conn)?)
 }

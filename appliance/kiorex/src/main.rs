@@ -75,6 +75,8 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Print the configuration reference (every key, its environment variable and default).
+    ConfigReference,
     /// Write a new Ed25519 key for signing access tokens (file mode 0600).
     Keygen {
         /// Where to write the private key (PKCS#8 PEM).
@@ -167,6 +169,10 @@ fn load_config(path: Option<&PathBuf>) -> Result<config::Config> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen { out, force } => keygen(&out, force),
+        Command::ConfigReference => {
+            print!("{}", config::reference_markdown());
+            Ok(())
+        }
         Command::Healthcheck { url } => healthcheck(url, cli.config.as_ref()),
         command => {
             let config = load_config(cli.config.as_ref())?;
@@ -180,7 +186,7 @@ fn run(cli: Cli) -> Result<()> {
                 } => audit_verify(&config, output),
                 Command::Facility { command } => facility(&config, command),
                 Command::User { command } => user(&config, command),
-                Command::Keygen { .. } | Command::Healthcheck { .. } => {
+                Command::Keygen { .. } | Command::Healthcheck { .. } | Command::ConfigReference => {
                     unreachable!("handled above")
                 }
             }
@@ -191,6 +197,13 @@ fn run(cli: Cli) -> Result<()> {
 fn connect(config: &config::Config, size: u32) -> Result<Store> {
     Store::connect(&config.database_url, size)
         .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL (KX-DB-001): {e}"))
+}
+
+fn token_service(config: &config::Config) -> Result<TokenService> {
+    let pem = config.token_signing_key.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("auth.token_signing_key is required to serve (KX-CFG-001): set KIOREX_AUTH__TOKEN_SIGNING_KEY_FILE; create a key with `kiorex keygen`")
+    })?;
+    TokenService::from_pem(pem, config.token_ttl_seconds).map_err(|e| anyhow::anyhow!("auth.token_signing_key: {e} (create one with `kiorex keygen`)"))
 }
 
 /// One connection for a command-line task.
@@ -209,10 +222,7 @@ fn serve_core(config: config::Config) -> Result<()> {
             pending.join(", ")
         );
     }
-    let tokens = TokenService::from_pem(&config.token_signing_key, config.token_ttl_seconds)
-        .map_err(|e| {
-            anyhow::anyhow!("auth.token_signing_key: {e} (create one with `kiorex keygen`)")
-        })?;
+    let tokens = token_service(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(config.pool_size as usize + 8)
@@ -286,8 +296,9 @@ fn healthcheck(url: Option<String>, config_path: Option<&PathBuf>) -> Result<()>
 
 fn configtest(config: &config::Config, output: Output) -> Result<()> {
     let mut checks = vec![("configuration", Ok("valid".to_owned()))];
-    let tokens = TokenService::from_pem(&config.token_signing_key, config.token_ttl_seconds)
-        .map(|_| "Ed25519 key loaded".to_owned());
+    let tokens = token_service(config)
+        .map(|_| "Ed25519 key loaded".to_owned())
+        .map_err(|e| e.to_string());
     checks.push(("auth.token_signing_key", tokens));
     let database = connect_once(config).and_then(|mut conn| {
         let pending = kiorex_store::pending_migrations(&mut conn)?;

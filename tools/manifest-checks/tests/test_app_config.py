@@ -77,12 +77,6 @@ def test_secret_files_named_in_config_are_mounted(objects):
                 assert any(p.startswith(m.rstrip("/") + "/") for m in mounts), (w["metadata"]["name"], p)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kiorex refuses secret files with any group or other permission bit (mode & 0o077). The kubelet "
-    "makes Secret volume files group-readable (0440) whenever the pod has an fsGroup, which is the "
-    "only way a non-root container can read them, so core cannot start on Kubernetes until "
-    "appliance/kiorex/src/config.rs also accepts group-read (e.g. mask 0o037). When it does, this "
-    "test passes, strict xfail turns that into a failure, and this marker should be removed."))
 def test_binary_accepts_kubernetes_secret_file_mode(objects):
     m = re.search(r"permissions\(\)\.mode\(\) & (0o[0-7]+) != 0", CONFIG_RS.read_text())
     assert m, "permission check not found"
