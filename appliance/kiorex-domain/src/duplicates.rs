@@ -260,9 +260,24 @@ mod tests {
     fn birth_date_keys_cover_the_slips_that_score_counts() {
         let d = |s: &str| s.parse::<NaiveDate>().unwrap();
         let keys = birth_date_keys(d("1990-03-07"));
-        assert_eq!(keys, [d("1990-03-06"), d("1990-03-07"), d("1990-03-08"), d("1990-07-03")]);
-        assert_eq!(birth_date_keys(d("1990-05-05")), [d("1990-05-04"), d("1990-05-05"), d("1990-05-06")]);
-        assert_eq!(birth_date_keys(d("1990-01-31")), [d("1990-01-30"), d("1990-01-31")], "no day 31 of a month 31");
+        assert_eq!(
+            keys,
+            [
+                d("1990-03-06"),
+                d("1990-03-07"),
+                d("1990-03-08"),
+                d("1990-07-03")
+            ]
+        );
+        assert_eq!(
+            birth_date_keys(d("1990-05-05")),
+            [d("1990-05-04"), d("1990-05-05"), d("1990-05-06")]
+        );
+        assert_eq!(
+            birth_date_keys(d("1990-01-31")),
+            [d("1990-01-30"), d("1990-01-31")],
+            "no day 31 of a month 31"
+        );
     }
 
     #[test]

@@ -117,38 +117,42 @@ pub fn candidates(
     keys: &BlockingKeys,
     limit: i64,
 ) -> StoreResult<Vec<crate::resources::Stored>> {
-    use crate::schema::resource;
-    use diesel::sql_types::{Array, Int8, Text, Timestamptz, Uuid as SqlUuid};
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = SqlUuid)]
-        id: Uuid,
-    }
-    let days: Vec<DateTime<Utc>> = keys
+    use crate::schema::{resource, search_date, search_token};
+    // One equality lookup per key: every condition is then an index condition, whatever the
+    // planner believes about table sizes (a join with `= ANY` scanned every patient while the
+    // statistics were stale).
+    let mut ids: Vec<Uuid> = Vec::new();
+    for day in keys
         .birth_dates
         .iter()
         .filter_map(|d| d.and_hms_opt(0, 0, 0))
         .map(|d| d.and_utc())
-        .collect();
-    // The keys first (a few index lookups), then the records by primary key: one statement
-    // joining both lets the planner scan every patient when it misjudges the key lookups.
-    let ids: Vec<Id> = diesel::sql_query(
-        // Joins with unnest() rather than `= ANY`, so that each key is an index condition even
-        // when the planner's statistics say the table is tiny.
-        "SELECT d.resource_id AS id FROM unnest($1::timestamptz[]) AS k(v) \
-           JOIN search_date d ON d.resource_type = 'Patient' AND d.param = 'birthdate' AND d.low = k.v \
-         UNION SELECT t.resource_id FROM unnest($2::text[]) AS k(v) \
-           JOIN search_token t ON t.resource_type = 'Patient' AND t.param = 'identifier' AND t.code = k.v \
-         UNION SELECT t.resource_id FROM unnest($3::text[]) AS k(v) \
-           JOIN search_token t ON t.resource_type = 'Patient' AND t.param = 'phone' AND t.code = k.v \
-         LIMIT $4",
-    )
-    .bind::<Array<Timestamptz>, _>(&days)
-    .bind::<Array<Text>, _>(&keys.identifiers)
-    .bind::<Array<Text>, _>(&keys.phones)
-    .bind::<Int8, _>(limit)
-    .load(conn)?;
-    let ids: Vec<Uuid> = ids.into_iter().map(|i| i.id).collect();
+    {
+        ids.extend(
+            search_date::table
+                .filter(search_date::resource_type.eq("Patient"))
+                .filter(search_date::param.eq("birthdate"))
+                .filter(search_date::low.eq(day))
+                .select(search_date::resource_id)
+                .limit(limit)
+                .load::<Uuid>(conn)?,
+        );
+    }
+    for (param, codes) in [("identifier", &keys.identifiers), ("phone", &keys.phones)] {
+        for code in codes {
+            ids.extend(
+                search_token::table
+                    .filter(search_token::code.eq(code))
+                    .filter(search_token::param.eq(param))
+                    .filter(search_token::resource_type.eq("Patient"))
+                    .select(search_token::resource_id)
+                    .limit(limit)
+                    .load::<Uuid>(conn)?,
+            );
+        }
+    }
+    ids.sort();
+    ids.dedup();
     Ok(resource::table
         .filter(resource::id.eq_any(&ids))
         .filter(resource::resource_type.eq("Patient"))

@@ -71,11 +71,35 @@ pub fn search(conn: &mut PgConnection, q: &SearchQuery) -> StoreResult<Page> {
     };
     let type_bind = sql.bind(Bind::Text(q.resource_type.to_owned()));
     let facilities = sql.bind(Bind::Uuids(q.facilities.clone()));
-    sql.text = format!(
+    // A name typed at the front desk matches a few thousand patients at most, but the planner,
+    // seeing ORDER BY r.id and a LIMIT, likes to walk every resource in id order hoping to meet
+    // them early. The first string criterion is therefore computed first, from its index alone.
+    let driving = q
+        .criteria
+        .iter()
+        .position(|c| matches!(c, Criterion::String { .. }));
+    if let Some(i) = driving
+        && q.sort.is_empty()
+    {
+        return search_by_matched_name(conn, q, i);
+    }
+    let mut from = "resource r".to_owned();
+    if let Some(i) = driving {
+        let inner = criterion_select(&mut sql, &type_bind, &q.criteria[i]).unwrap_or_default();
+        sql.text
+            .push_str(&format!("WITH driving AS MATERIALIZED ({inner}) "));
+        from =
+            "(SELECT DISTINCT resource_id FROM driving) d JOIN resource r ON r.id = d.resource_id"
+                .to_owned();
+    }
+    sql.text.push_str(&format!(
         "SELECT r.id, r.resource_type, r.facility_id, r.version_id, r.last_updated, r.deleted, r.content \
-         FROM resource r WHERE r.resource_type = {type_bind} AND NOT r.deleted AND r.facility_id = ANY({facilities})"
-    );
-    for criterion in &q.criteria {
+         FROM {from} WHERE r.resource_type = {type_bind} AND NOT r.deleted AND r.facility_id = ANY({facilities})"
+    ));
+    for (i, criterion) in q.criteria.iter().enumerate() {
+        if Some(i) == driving {
+            continue;
+        }
         let condition = criterion_sql(&mut sql, &type_bind, criterion);
         sql.text.push_str(" AND ");
         sql.text.push_str(&condition);
@@ -96,7 +120,76 @@ pub fn search(conn: &mut PgConnection, q: &SearchQuery) -> StoreResult<Page> {
     Ok(Page { matches, has_more })
 }
 
+/// The front-desk search: the matches of the first string criterion in the order of the matched
+/// value (Smit, Smith, Smithe …), from the index alone; then the records themselves, a window at
+/// a time, until the page is full. Only the records around the page are ever read.
+fn search_by_matched_name(
+    conn: &mut PgConnection,
+    q: &SearchQuery,
+    driving: usize,
+) -> StoreResult<Page> {
+    #[derive(QueryableByName)]
+    struct Match {
+        #[diesel(sql_type = SqlUuid)]
+        resource_id: Uuid,
+    }
+    let mut sql = Sql {
+        text: String::new(),
+        binds: Vec::new(),
+    };
+    let type_bind = sql.bind(Bind::Text(q.resource_type.to_owned()));
+    let inner = criterion_select(&mut sql, &type_bind, &q.criteria[driving]).unwrap_or_default();
+    sql.text = inner.replacen(
+        "SELECT resource_id FROM",
+        "SELECT resource_id, min(value) AS matched FROM",
+        1,
+    ) + " GROUP BY resource_id ORDER BY matched, resource_id";
+    let ordered: Vec<Uuid> = into_query(sql)
+        .load::<Match>(conn)?
+        .into_iter()
+        .map(|m| m.resource_id)
+        .collect();
+
+    let wanted = (q.offset + q.count + 1) as usize;
+    let window = (wanted * 2).max(100);
+    let others: Vec<Criterion> = q
+        .criteria
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != driving)
+        .map(|(_, c)| c.clone())
+        .collect();
+    let mut found: Vec<Stored> = Vec::new();
+    for ids in ordered.chunks(window) {
+        let narrowed = SearchQuery {
+            criteria: std::iter::once(Criterion::Ids(ids.to_vec()))
+                .chain(others.iter().cloned())
+                .collect(),
+            sort: vec![SortKey::Id { descending: false }],
+            count: ids.len() as u32,
+            offset: 0,
+            ..q.clone()
+        };
+        let mut rows = search(conn, &narrowed)?.matches;
+        rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
+        found.extend(rows);
+        if found.len() >= wanted {
+            break;
+        }
+    }
+    let has_more = found.len() > (q.offset + q.count) as usize;
+    let matches = found
+        .into_iter()
+        .skip(q.offset as usize)
+        .take(q.count as usize)
+        .collect();
+    Ok(Page { matches, has_more })
+}
+
 fn criterion_sql(sql: &mut Sql, type_bind: &str, criterion: &Criterion) -> String {
+    if let Some(inner) = criterion_select(sql, type_bind, criterion) {
+        return format!("r.id IN ({inner})");
+    }
     match criterion {
         Criterion::Ids(ids) => format!("r.id = ANY({})", sql.bind(Bind::Uuids(ids.clone()))),
         Criterion::LastUpdated(range) => {
@@ -112,12 +205,22 @@ fn criterion_sql(sql: &mut Sql, type_bind: &str, criterion: &Criterion) -> Strin
                 &high,
             )
         }
+        _ => unreachable!("index-table criteria are handled by criterion_select"),
+    }
+}
+
+/// The ids matching a criterion that lives in an index table:
+/// `SELECT resource_id FROM <table> WHERE resource_type = .. AND param = .. AND (a OR b)`.
+/// `None` for criteria on the resource row itself.
+fn criterion_select(sql: &mut Sql, type_bind: &str, criterion: &Criterion) -> Option<String> {
+    let (table, param, alternatives) = match criterion {
+        Criterion::Ids(_) | Criterion::LastUpdated(_) => return None,
         Criterion::String {
             param,
             values,
             exact,
         } => {
-            let alternatives: Vec<String> = values
+            let alternatives = values
                 .iter()
                 .map(|v| {
                     if *exact {
@@ -130,45 +233,39 @@ fn criterion_sql(sql: &mut Sql, type_bind: &str, criterion: &Criterion) -> Strin
                     }
                 })
                 .collect();
-            semi_join(sql, "search_string", type_bind, param, &alternatives)
+            ("search_string", param, alternatives)
         }
-        Criterion::Token { param, values } => {
-            let alternatives: Vec<String> =
-                values.iter().map(|t| token_condition(sql, t)).collect();
-            semi_join(sql, "search_token", type_bind, param, &alternatives)
-        }
+        Criterion::Token { param, values } => (
+            "search_token",
+            param,
+            values.iter().map(|t| token_condition(sql, t)).collect(),
+        ),
         Criterion::Date { param, range } => {
             let (low, high) = (
                 sql.bind(Bind::Time(range.low)),
                 sql.bind(Bind::Time(range.high)),
             );
-            let condition = date_condition(range.prefix, "low", "high", &low, &high);
-            semi_join(sql, "search_date", type_bind, param, &[condition])
+            (
+                "search_date",
+                param,
+                vec![date_condition(range.prefix, "low", "high", &low, &high)],
+            )
         }
         Criterion::Reference { param, targets } => {
             let condition = format!(
                 "target_id = ANY({})",
                 sql.bind(Bind::Uuids(targets.clone()))
             );
-            semi_join(sql, "search_reference", type_bind, param, &[condition])
+            ("search_reference", param, vec![condition])
         }
-    }
-}
-
-/// `r.id IN (SELECT resource_id FROM <table> WHERE resource_type = .. AND param = .. AND (a OR b))`.
-/// Parameter names come from Kiorex's own table of search parameters, never from the request.
-fn semi_join(
-    sql: &mut Sql,
-    table: &str,
-    type_bind: &str,
-    param: &str,
-    alternatives: &[String],
-) -> String {
-    let param_bind = sql.bind(Bind::Text(param.to_owned()));
-    format!(
-        "r.id IN (SELECT resource_id FROM {table} WHERE resource_type = {type_bind} AND param = {param_bind} AND ({}))",
+    };
+    // Parameter names come from Kiorex's own table of search parameters, never from the request,
+    // and are bound anyway.
+    let param_bind = sql.bind(Bind::Text((*param).to_owned()));
+    Some(format!(
+        "SELECT resource_id FROM {table} WHERE resource_type = {type_bind} AND param = {param_bind} AND ({})",
         alternatives.join(" OR ")
-    )
+    ))
 }
 
 fn token_condition(sql: &mut Sql, token: &TokenValue) -> String {

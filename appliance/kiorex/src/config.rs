@@ -61,15 +61,60 @@ pub struct KeyDoc {
 /// Every key Kiorex reads. `kiorex config-reference` prints this table; a test keeps
 /// `docs/ops/configuration.md` equal to it and checks that each key is accepted.
 pub const KEYS: &[KeyDoc] = &[
-    KeyDoc { key: "server.listen", default: "127.0.0.1:8080", secret: false, meaning: "Address and port the core API listens on." },
-    KeyDoc { key: "server.base_url", default: "http://<listen>", secret: false, meaning: "External URL of the API, used in FHIR links (Location, Bundle links)." },
-    KeyDoc { key: "server.max_body_bytes", default: "16777216", secret: false, meaning: "Largest request body accepted; larger ones are refused with 413 before they are read." },
-    KeyDoc { key: "database.url", default: "(required)", secret: true, meaning: "PostgreSQL URL, e.g. postgres://kiorex@db:5432/kiorex." },
-    KeyDoc { key: "database.pool_size", default: "16", secret: false, meaning: "Connections kept to PostgreSQL (1 to 200)." },
-    KeyDoc { key: "auth.token_signing_key", default: "(required by serve core)", secret: true, meaning: "Ed25519 private key (PKCS#8 PEM) that signs access tokens; create one with `kiorex keygen`." },
-    KeyDoc { key: "auth.token_ttl_seconds", default: "900", secret: false, meaning: "Lifetime of access tokens, 60 to 86400 seconds." },
-    KeyDoc { key: "log.format", default: "auto", secret: false, meaning: "auto (journald under systemd, JSON otherwise), json, text or journal." },
-    KeyDoc { key: "log.level", default: "info", secret: false, meaning: "error, warn, info, debug or trace. KIOREX_LOG overrides it with a full filter." },
+    KeyDoc {
+        key: "server.listen",
+        default: "127.0.0.1:8080",
+        secret: false,
+        meaning: "Address and port the core API listens on.",
+    },
+    KeyDoc {
+        key: "server.base_url",
+        default: "http://<listen>",
+        secret: false,
+        meaning: "External URL of the API, used in FHIR links (Location, Bundle links).",
+    },
+    KeyDoc {
+        key: "server.max_body_bytes",
+        default: "16777216",
+        secret: false,
+        meaning: "Largest request body accepted; larger ones are refused with 413 before they are read.",
+    },
+    KeyDoc {
+        key: "database.url",
+        default: "(required)",
+        secret: true,
+        meaning: "PostgreSQL URL, e.g. postgres://kiorex@db:5432/kiorex.",
+    },
+    KeyDoc {
+        key: "database.pool_size",
+        default: "16",
+        secret: false,
+        meaning: "Connections kept to PostgreSQL (1 to 200).",
+    },
+    KeyDoc {
+        key: "auth.token_signing_key",
+        default: "(required by serve core)",
+        secret: true,
+        meaning: "Ed25519 private key (PKCS#8 PEM) that signs access tokens; create one with `kiorex keygen`.",
+    },
+    KeyDoc {
+        key: "auth.token_ttl_seconds",
+        default: "900",
+        secret: false,
+        meaning: "Lifetime of access tokens, 60 to 86400 seconds.",
+    },
+    KeyDoc {
+        key: "log.format",
+        default: "auto",
+        secret: false,
+        meaning: "auto (journald under systemd, JSON otherwise), json, text or journal.",
+    },
+    KeyDoc {
+        key: "log.level",
+        default: "info",
+        secret: false,
+        meaning: "error, warn, info, debug or trace. KIOREX_LOG overrides it with a full filter.",
+    },
 ];
 
 /// The configuration reference in Markdown.
@@ -85,9 +130,23 @@ pub fn reference_markdown() -> String {
     );
     for k in KEYS {
         let (section, name) = k.key.split_once('.').unwrap_or((k.key, ""));
-        let env = format!("KIOREX_{}__{}", section.to_ascii_uppercase(), name.to_ascii_uppercase());
-        let (key, env) = if k.secret { (format!("`{0}` or `{0}_file`", k.key), format!("`{env}` or `{env}_FILE`")) } else { (format!("`{}`", k.key), format!("`{env}`")) };
-        out.push_str(&format!("| {key} | {env} | {} | {} |\n", k.default, k.meaning));
+        let env = format!(
+            "KIOREX_{}__{}",
+            section.to_ascii_uppercase(),
+            name.to_ascii_uppercase()
+        );
+        let (key, env) = if k.secret {
+            (
+                format!("`{0}` or `{0}_file`", k.key),
+                format!("`{env}` or `{env}_FILE`"),
+            )
+        } else {
+            (format!("`{}`", k.key), format!("`{env}`"))
+        };
+        out.push_str(&format!(
+            "| {key} | {env} | {} | {} |\n",
+            k.default, k.meaning
+        ));
     }
     out
 }
@@ -252,9 +311,17 @@ fn validate(raw: Raw) -> Result<Config, Vec<ConfigError>> {
             "must be a PostgreSQL URL: postgres://user@host:5432/kiorex",
         ));
     }
-    let token_signing_key = match (&raw.auth.token_signing_key, &raw.auth.token_signing_key_file) {
+    let token_signing_key = match (
+        &raw.auth.token_signing_key,
+        &raw.auth.token_signing_key_file,
+    ) {
         (None, None) => None,
-        _ => Some(secret(&mut errors, "auth.token_signing_key", raw.auth.token_signing_key, raw.auth.token_signing_key_file.as_deref())),
+        _ => Some(secret(
+            &mut errors,
+            "auth.token_signing_key",
+            raw.auth.token_signing_key,
+            raw.auth.token_signing_key_file.as_deref(),
+        )),
     };
     let log_format = match raw.log.format.as_deref().unwrap_or("auto") {
         "auto" => LogFormat::Auto,
@@ -444,7 +511,11 @@ mod tests {
         for k in KEYS {
             let (section, name) = k.key.split_once('.').unwrap();
             let mut pairs = MINIMAL.to_vec();
-            let var = format!("KIOREX_{}__{}", section.to_ascii_uppercase(), name.to_ascii_uppercase());
+            let var = format!(
+                "KIOREX_{}__{}",
+                section.to_ascii_uppercase(),
+                name.to_ascii_uppercase()
+            );
             let value = match k.key {
                 "server.listen" => "127.0.0.1:9000",
                 "server.base_url" => "https://kiorex.example",
@@ -452,22 +523,31 @@ mod tests {
                 "log.level" => "debug",
                 "database.url" => "postgres://a@b/c",
                 "auth.token_signing_key" => "pem",
+                "server.max_body_bytes" => "2048",
                 _ => "100",
             };
             pairs.retain(|(k, _)| *k != var);
             pairs.push((&var, value));
-            assert!(load(None, &env(&pairs)).is_ok(), "{} is documented but refused", k.key);
+            assert!(
+                load(None, &env(&pairs)).is_ok(),
+                "{} is documented but refused",
+                k.key
+            );
         }
     }
 
     #[test]
     fn the_reference_in_docs_is_current() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/ops/configuration.md");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/ops/configuration.md");
         if std::env::var_os("KIOREX_UPDATE_SNAPSHOTS").is_some() {
             std::fs::write(&path, reference_markdown()).unwrap();
         }
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(committed == reference_markdown(), "docs/ops/configuration.md is out of date: run `kiorex config-reference > docs/ops/configuration.md`");
+        assert!(
+            committed == reference_markdown(),
+            "docs/ops/configuration.md is out of date: run `kiorex config-reference > docs/ops/configuration.md`"
+        );
     }
 
     #[test]

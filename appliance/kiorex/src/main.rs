@@ -203,7 +203,9 @@ fn token_service(config: &config::Config) -> Result<TokenService> {
     let pem = config.token_signing_key.as_deref().ok_or_else(|| {
         anyhow::anyhow!("auth.token_signing_key is required to serve (KX-CFG-001): set KIOREX_AUTH__TOKEN_SIGNING_KEY_FILE; create a key with `kiorex keygen`")
     })?;
-    TokenService::from_pem(pem, config.token_ttl_seconds).map_err(|e| anyhow::anyhow!("auth.token_signing_key: {e} (create one with `kiorex keygen`)"))
+    TokenService::from_pem(pem, config.token_ttl_seconds).map_err(|e| {
+        anyhow::anyhow!("auth.token_signing_key: {e} (create one with `kiorex keygen`)")
+    })
 }
 
 /// One connection for a command-line task.

@@ -39,6 +39,11 @@ async fn patient_search_parameters() {
     let found = s("/fhir/Patient?name=mul").await;
     assert_eq!(found.status, StatusCode::OK, "{}", found.body);
     assert_eq!(found.body["type"], "searchset");
+    assert_eq!(
+        families(&found.body),
+        ["Müller", "Mulligan"],
+        "without _sort, in the order of the matched name"
+    );
     let mut got = ids(&found.body);
     got.sort();
     let mut want = vec![muller.as_str(), mulligan.as_str()];

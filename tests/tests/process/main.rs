@@ -210,7 +210,10 @@ fn every_error_code_is_documented() {
     }
     missing.sort();
     missing.dedup();
-    assert!(missing.is_empty(), "error codes used in the code but missing from docs/ops/errors.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "error codes used in the code but missing from docs/ops/errors.md: {missing:?}"
+    );
 }
 
 /// `KX-ABC-123` codes in the Rust and SQL sources under `dir`.
@@ -223,7 +226,10 @@ fn codes_in(dir: &std::path::Path) -> Vec<String> {
         } else if path.extension().is_some_and(|e| e == "rs" || e == "sql") {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             for (i, _) in text.match_indices("KX-") {
-                let code: String = text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+                let code: String = text[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect();
                 if code.matches('-').count() == 2 && !code.ends_with('-') {
                     codes.push(code);
                 }
@@ -244,32 +250,72 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
     let kiorexctl = kiorex_testkit::kiorex_binary().with_file_name("kiorexctl");
     let port = kiorex_testkit::free_port().to_string();
     let up = |extra: &[&str]| {
-        let mut args = vec!["up", "--data-dir", data.path().to_str().unwrap(), "--port", &port, "--output", "json"];
+        let mut args = vec![
+            "up",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--port",
+            &port,
+            "--output",
+            "json",
+        ];
         args.extend_from_slice(extra);
-        std::process::Command::new(&kiorexctl).args(&args).output().unwrap()
+        std::process::Command::new(&kiorexctl)
+            .args(&args)
+            .output()
+            .unwrap()
     };
     let started = up(&["--detach", "--demo-patients", "12"]);
-    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
     let report: Value = serde_json::from_slice(&started.stdout).unwrap();
     let password = std::fs::read_to_string(report["password_file"].as_str().unwrap()).unwrap();
-    let mode = std::fs::metadata(report["password_file"].as_str().unwrap()).unwrap().permissions().mode();
+    let mode = std::fs::metadata(report["password_file"].as_str().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o077, 0, "secrets are readable by their owner only");
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let base = report["url"].as_str().unwrap().to_owned();
     let patients = runtime.block_on(async {
         let client = reqwest::Client::new();
-        let token: Value = client.post(format!("{base}/api/v1/auth/token")).json(&json!({"username": report["username"], "password": password.trim()}))
-            .send().await.unwrap().json().await.unwrap();
-        let bundle: Value = client.get(format!("{base}/fhir/Patient?_count=100")).bearer_auth(token["access_token"].as_str().unwrap())
-            .send().await.unwrap().json().await.unwrap();
+        let token: Value = client
+            .post(format!("{base}/api/v1/auth/token"))
+            .json(&json!({"username": report["username"], "password": password.trim()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let bundle: Value = client
+            .get(format!("{base}/fhir/Patient?_count=100"))
+            .bearer_auth(token["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         bundle["entry"].as_array().map_or(0, Vec::len)
     });
     assert_eq!(patients, 12, "the demo patients were loaded");
 
     let stopped = up(&["--stop"]);
-    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
     let again = up(&["--detach", "--demo-patients", "12"]);
-    assert!(again.status.success(), "a second run reuses the data directory: {}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "a second run reuses the data directory: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     assert!(up(&["--stop"]).status.success());
 }

@@ -45,7 +45,7 @@ CREATE TABLE search_string (
     param          text NOT NULL,
     value          text NOT NULL   -- folded: lower case, accents removed
 );
-CREATE INDEX search_string_prefix ON search_string (resource_type, param, value text_pattern_ops);
+CREATE INDEX search_string_prefix ON search_string (resource_type, param, value text_pattern_ops) INCLUDE (resource_id);
 CREATE INDEX search_string_resource ON search_string (resource_id);
 CREATE INDEX search_string_trgm ON search_string USING gin (value gin_trgm_ops);
 
