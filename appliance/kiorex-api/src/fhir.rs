@@ -642,10 +642,12 @@ async fn run_transaction(
                 let mut responses: Vec<Option<EntryResponse>> =
                     (0..entries.len()).map(|_| None).collect();
                 let mut written = Vec::new();
+                let mut known = records::Known::default();
                 for i in order {
                     let entry = &entries[i];
-                    let (response, stored) = run_entry(conn, &c, &wctx, entry, &resolved)
-                        .map_err(|e| within_entry(e, entry))?;
+                    let (response, stored) =
+                        run_entry(conn, &c, &wctx, entry, &resolved, &mut known)
+                            .map_err(|e| within_entry(e, entry))?;
                     written.extend(stored);
                     responses[i] = Some(response);
                 }
@@ -670,8 +672,15 @@ async fn run_batch(state: &AppState, ctx: &Ctx, entries: Vec<InEntry>) -> Vec<En
                     request_id: c.request_id.clone(),
                     at: chrono::Utc::now(),
                 };
-                run_entry(conn, &c, &wctx, &entry, &HashMap::new())
-                    .map_err(|e| within_entry(e, &entry))
+                run_entry(
+                    conn,
+                    &c,
+                    &wctx,
+                    &entry,
+                    &HashMap::new(),
+                    &mut records::Known::default(),
+                )
+                .map_err(|e| within_entry(e, &entry))
             })
             .await;
         match outcome {
@@ -777,6 +786,7 @@ fn run_entry(
     wctx: &WriteContext,
     entry: &InEntry,
     resolved: &HashMap<String, String>,
+    known: &mut records::Known,
 ) -> EntryResult {
     let (path, query) = entry.url.split_once('?').unwrap_or((&entry.url, ""));
     let mut parts = path.trim_matches('/').split('/');
@@ -808,6 +818,7 @@ fn run_entry(
                 condition,
                 wctx,
                 new_id.unwrap_or_else(Uuid::new_v4),
+                known,
             )?;
             let status = if created.created {
                 "201 Created"
@@ -823,7 +834,7 @@ fn run_entry(
             let parsed =
                 parse_value(kind, resource.unwrap_or_default()).map_err(ApiError::invalid)?;
             let version = entry.if_match.as_deref().map(parse_if_match).transpose()?;
-            let stored = records::update_in(conn, ctx, id, parsed, version, wctx)?;
+            let stored = records::update_in(conn, ctx, id, parsed, version, wctx, known)?;
             Ok((
                 written_response("200 OK", &stored),
                 vec![("update".into(), stored)],
@@ -832,6 +843,9 @@ fn run_entry(
         (Method::Delete, Some(id)) => {
             let version = entry.if_match.as_deref().map(parse_if_match).transpose()?;
             let deleted = records::delete_in(conn, ctx, kind, id, version, wctx)?;
+            if let Some(stored) = &deleted {
+                known.wrote(stored);
+            }
             let response = EntryResponse {
                 status: "204 No Content".into(),
                 location: None,

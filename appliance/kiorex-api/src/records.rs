@@ -44,6 +44,38 @@ impl Ctx {
 
 pub const MRN_SYSTEM_PREFIX: &str = "urn:kiorex:mrn:";
 
+/// Records already looked up (or written) in this transaction, by id. A Bundle of twenty
+/// observations of one patient reads that patient once, and sees the patient the same Bundle
+/// created a moment before.
+#[derive(Default)]
+pub struct Known(std::collections::HashMap<Uuid, Stored>);
+
+impl Known {
+    /// Loads the records among `ids` not known yet.
+    fn load(&mut self, conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), ApiError> {
+        let missing: Vec<Uuid> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.0.contains_key(id))
+            .collect();
+        if !missing.is_empty() {
+            for stored in resources::read_many(conn, &missing)? {
+                self.0.insert(stored.id, stored);
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, id: Uuid) -> Option<&Stored> {
+        self.0.get(&id)
+    }
+
+    /// Remembers what this transaction just wrote.
+    pub fn wrote(&mut self, stored: &Stored) {
+        self.0.insert(stored.id, stored.clone());
+    }
+}
+
 /// The outcome of a create: the stored resource, and whether it is new (conditional create may
 /// find an existing one).
 pub struct Created {
@@ -174,6 +206,7 @@ pub async fn create(
                 if_none_exist,
                 &c.write_context(),
                 Uuid::new_v4(),
+                &mut Known::default(),
             )
         })
         .await?;
@@ -201,6 +234,7 @@ pub fn create_in(
     if_none_exist: Option<FhirSearch>,
     wctx: &WriteContext,
     id: Uuid,
+    known: &mut Known,
 ) -> Result<Created, ApiError> {
     let kind = parsed.resource.kind();
     if let Some(condition) = if_none_exist
@@ -211,9 +245,10 @@ pub fn create_in(
             created: false,
         });
     }
-    let draft = prepare(conn, ctx, parsed, id, true)?;
+    let draft = prepare(conn, ctx, parsed, id, true, known)?;
     let is_patient = kind == ResourceKind::Patient;
     let stored = resources::create(conn, wctx, draft).map_err(ApiError::from)?;
+    known.wrote(&stored);
     if is_patient {
         queue_possible_duplicates(conn, &stored, wctx)?;
     }
@@ -254,7 +289,17 @@ pub async fn update(
     let c = ctx.clone();
     let stored = state
         .store
-        .transaction_with(move |conn| update_in(conn, &c, id, parsed, if_match, &c.write_context()))
+        .transaction_with(move |conn| {
+            update_in(
+                conn,
+                &c,
+                id,
+                parsed,
+                if_match,
+                &c.write_context(),
+                &mut Known::default(),
+            )
+        })
         .await?;
     state
         .audit
@@ -274,6 +319,7 @@ pub fn update_in(
     parsed: Parsed,
     if_match: Option<i32>,
     wctx: &WriteContext,
+    known: &mut Known,
 ) -> Result<Stored, ApiError> {
     if let Some(body_id) = parsed.json.get("id").and_then(Value::as_str)
         && body_id != id.to_string()
@@ -296,14 +342,10 @@ pub fn update_in(
             "you may not change records at this facility",
         ));
     }
-    let draft = prepare(conn, ctx, parsed, id, false)?;
-    Ok(resources::update(
-        conn,
-        wctx,
-        draft,
-        if_match,
-        Change::Update,
-    )?)
+    let draft = prepare(conn, ctx, parsed, id, false, known)?;
+    let stored = resources::update(conn, wctx, draft, if_match, Change::Update)?;
+    known.wrote(&stored);
+    Ok(stored)
 }
 
 /// Soft-deletes a resource (a new version marked deleted). Deleting twice is not an error.
@@ -365,6 +407,7 @@ fn prepare(
     parsed: Parsed,
     id: Uuid,
     is_new: bool,
+    known: &mut Known,
 ) -> Result<Draft, ApiError> {
     let kind = parsed.resource.kind();
     if kind == ResourceKind::Organization {
@@ -373,26 +416,37 @@ fn prepare(
         ));
     }
     let links = extract::links(&parsed.resource).map_err(ApiError::invalid)?;
-    let facility_id = facility_for(conn, ctx, kind, &parsed, &links)?;
+    known.load(conn, &links.iter().map(|l| l.id).collect::<Vec<_>>())?;
+    let facility_id = facility_for(conn, ctx, kind, &parsed, &links, known)?;
     if !ctx.may(kind, Action::Write, facility_id) {
         return Err(ApiError::forbidden(format!(
             "you may not write {} records at this facility",
             kind.name()
         )));
     }
-    check_links(conn, ctx, kind, &links, facility_id)?;
-    let mut json = parsed.json;
-    match kind {
-        ResourceKind::Patient => {
-            set_managing_organization(&mut json, facility_id);
-            if is_new {
-                assign_mrn(conn, &mut json, facility_id)?;
-            }
+    check_links(ctx, kind, &links, facility_id, known)?;
+    if kind != ResourceKind::Patient {
+        // What is added to other records (a vital sign's interpretation) is not searched by.
+        let index = extract::index(&parsed.resource, &links);
+        let mut content = parsed.json;
+        if kind == ResourceKind::Observation {
+            interpret_vital_sign(&mut content);
         }
-        ResourceKind::Observation => interpret_vital_sign(&mut json),
-        _ => {}
+        return Ok(Draft {
+            resource_type: kind.name(),
+            id,
+            facility_id,
+            content,
+            index,
+        });
     }
-    // Parse the enriched content again so that the index and the stored JSON always agree.
+    let mut json = parsed.json;
+    set_managing_organization(&mut json, facility_id);
+    if is_new {
+        assign_mrn(conn, &mut json, facility_id)?;
+    }
+    // The MRN and the managing facility are searched by: parse the enriched patient again so that
+    // the index and the stored JSON always agree.
     let parsed = parse_value(kind, json).map_err(ApiError::invalid)?;
     let links = extract::links(&parsed.resource).map_err(ApiError::invalid)?;
     let index = extract::index(&parsed.resource, &links);
@@ -413,6 +467,7 @@ fn facility_for(
     kind: ResourceKind,
     parsed: &Parsed,
     links: &[Link],
+    known: &Known,
 ) -> Result<Uuid, ApiError> {
     if kind.in_patient_compartment() {
         let Some(patient_id) = extract::patient_of(&parsed.resource, links) else {
@@ -426,9 +481,9 @@ fn facility_for(
             .find(|l| l.id == patient_id)
             .map(|l| l.element.clone())
             .unwrap_or_default();
-        let patient = resources::read(conn, "Patient", patient_id)
-            .ok()
-            .filter(|p| !p.deleted);
+        let patient = known
+            .get(patient_id)
+            .filter(|p| !p.deleted && p.resource_type == "Patient");
         return match patient {
             Some(p) if ctx.may(ResourceKind::Patient, Action::Read, p.facility_id) => {
                 Ok(p.facility_id)
@@ -476,19 +531,17 @@ fn missing_reference(element: &str, target: &str) -> ApiError {
 /// Every reference must point at a live record; records of a patient may only point at records
 /// of the same facility.
 fn check_links(
-    conn: &mut PgConnection,
     ctx: &Ctx,
     kind: ResourceKind,
     links: &[Link],
     facility_id: Uuid,
+    known: &Known,
 ) -> Result<(), ApiError> {
-    let ids: Vec<Uuid> = links.iter().map(|l| l.id).collect();
-    let found = resources::read_many(conn, &ids)?;
     let mut issues = Vec::new();
     for link in links {
-        let target = found
-            .iter()
-            .find(|s| s.id == link.id && s.resource_type == link.target.name() && !s.deleted);
+        let target = known
+            .get(link.id)
+            .filter(|s| s.resource_type == link.target.name() && !s.deleted);
         let visible = target.is_some_and(|t| {
             ctx.may(link.target, Action::Read, t.facility_id)
                 || link.target == ResourceKind::Organization

@@ -3,7 +3,7 @@
 
 use crate::audit::Event;
 use crate::error::ApiError;
-use crate::records::{Ctx, create_in};
+use crate::records::{Ctx, Known, create_in};
 use crate::state::AppState;
 use chrono::{NaiveDate, Utc};
 use diesel::PgConnection;
@@ -236,8 +236,15 @@ pub async fn register(
                 {
                     return Ok((None, candidates));
                 }
-                let created =
-                    create_in(conn, &c, parsed, None, &write_context(&c), Uuid::new_v4())?;
+                let created = create_in(
+                    conn,
+                    &c,
+                    parsed,
+                    None,
+                    &write_context(&c),
+                    Uuid::new_v4(),
+                    &mut Known::default(),
+                )?;
                 Ok((Some(created.stored), candidates))
             }
         })
