@@ -17,7 +17,7 @@ use kiorex_fhir::bundle::{self, BundleKind, EntryResponse, HistoryItem, InEntry,
 use kiorex_fhir::params::{DEFAULT_COUNT, FhirSearch, parse_search};
 use kiorex_fhir::parse::{parse_bytes, parse_value};
 use kiorex_fhir::{FHIR_JSON, Issue, IssueCode, ResourceKind};
-use kiorex_store::resources::{self, HistoryQuery, Stored, WriteContext};
+use kiorex_store::resources::{self, Draft, HistoryQuery, Stored, WriteContext};
 use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -643,20 +643,80 @@ async fn run_transaction(
                     (0..entries.len()).map(|_| None).collect();
                 let mut written = Vec::new();
                 let mut known = records::Known::default();
+                // Plain creates are checked one by one but written together.
+                let mut pending: Vec<(usize, Draft)> = Vec::new();
                 for i in order {
                     let entry = &entries[i];
+                    if entry.method == Method::Post && entry.if_none_exist.is_none() {
+                        let draft = prepare_post(conn, &c, &wctx, entry, &resolved, &mut known)
+                            .map_err(|e| within_entry(e, entry))?;
+                        pending.push((i, draft));
+                        continue;
+                    }
+                    flush_creates(conn, &wctx, &mut pending, &mut responses, &mut written)?;
                     let (response, stored) =
                         run_entry(conn, &c, &wctx, entry, &resolved, &mut known)
                             .map_err(|e| within_entry(e, entry))?;
                     written.extend(stored);
                     responses[i] = Some(response);
                 }
+                flush_creates(conn, &wctx, &mut pending, &mut responses, &mut written)?;
                 Ok((responses.into_iter().flatten().collect::<Vec<_>>(), written))
             }
         })
         .await?;
     audit_written(state, ctx, &written).await?;
     Ok(responses)
+}
+
+/// Writes the creates prepared so far and fills in their responses.
+fn flush_creates(
+    conn: &mut diesel::PgConnection,
+    wctx: &WriteContext,
+    pending: &mut Vec<(usize, Draft)>,
+    responses: &mut [Option<EntryResponse>],
+    written: &mut Vec<(String, Stored)>,
+) -> Result<(), ApiError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let (slots, drafts): (Vec<usize>, Vec<Draft>) = std::mem::take(pending).into_iter().unzip();
+    for (slot, stored) in slots
+        .into_iter()
+        .zip(records::write_creates(conn, wctx, drafts)?)
+    {
+        responses[slot] = Some(written_response("201 Created", &stored));
+        written.push(("create".into(), stored));
+    }
+    Ok(())
+}
+
+/// Checks a POST entry and prepares its create, with `urn:uuid:` references resolved and the
+/// id assigned up front.
+fn prepare_post(
+    conn: &mut diesel::PgConnection,
+    ctx: &Ctx,
+    wctx: &WriteContext,
+    entry: &InEntry,
+    resolved: &HashMap<String, String>,
+    known: &mut records::Known,
+) -> Result<Draft, ApiError> {
+    let kind = kind_of(entry.url.split(['/', '?']).next().unwrap_or_default())?;
+    let mut resource = entry.resource.clone().unwrap_or_default();
+    bundle::resolve_references(&mut resource, resolved);
+    let parsed = parse_value(kind, resource).map_err(ApiError::invalid)?;
+    records::prepare_create(conn, ctx, parsed, assigned_id(entry, resolved), wctx, known)
+}
+
+/// The id `assign_ids` gave a POST entry, or a new one.
+fn assigned_id(entry: &InEntry, resolved: &HashMap<String, String>) -> Uuid {
+    entry
+        .full_url
+        .as_ref()
+        .and_then(|u| resolved.get(u))
+        .and_then(|r| r.split('/').nth(1))
+        .and_then(|i| Uuid::parse_str(i).ok())
+        .unwrap_or_else(Uuid::new_v4)
 }
 
 /// Each entry on its own; failures are reported per entry.
@@ -805,19 +865,13 @@ fn run_entry(
                 .as_deref()
                 .map(|q| condition_of(kind, q))
                 .transpose()?;
-            let new_id = entry
-                .full_url
-                .as_ref()
-                .and_then(|u| resolved.get(u))
-                .and_then(|r| r.split('/').nth(1))
-                .and_then(|i| Uuid::parse_str(i).ok());
             let created = records::create_in(
                 conn,
                 ctx,
                 parsed,
                 condition,
                 wctx,
-                new_id.unwrap_or_else(Uuid::new_v4),
+                assigned_id(entry, resolved),
                 known,
             )?;
             let status = if created.created {

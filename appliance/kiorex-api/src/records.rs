@@ -245,17 +245,55 @@ pub fn create_in(
             created: false,
         });
     }
-    let draft = prepare(conn, ctx, parsed, id, true, known)?;
-    let is_patient = kind == ResourceKind::Patient;
-    let stored = resources::create(conn, wctx, draft).map_err(ApiError::from)?;
+    let draft = prepare_create(conn, ctx, parsed, id, wctx, known)?;
+    let stored = write_creates(conn, wctx, vec![draft])?
+        .pop()
+        .ok_or_else(|| ApiError::internal("create wrote nothing"))?;
     known.wrote(&stored);
-    if is_patient {
-        queue_possible_duplicates(conn, &stored, wctx)?;
-    }
     Ok(Created {
         stored,
         created: true,
     })
+}
+
+/// Checks and prepares a create without writing it; Bundles write their creates together with
+/// [`write_creates`]. Later entries of the same Bundle already see it through `known`.
+pub fn prepare_create(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    parsed: Parsed,
+    id: Uuid,
+    wctx: &WriteContext,
+    known: &mut Known,
+) -> Result<Draft, ApiError> {
+    let draft = prepare(conn, ctx, parsed, id, true, known)?;
+    known.wrote(&Stored {
+        id: draft.id,
+        resource_type: draft.resource_type.to_owned(),
+        facility_id: draft.facility_id,
+        version_id: 1,
+        last_updated: wctx.at,
+        deleted: false,
+        content: Value::Null,
+    });
+    Ok(draft)
+}
+
+/// Writes prepared creates in one go, then puts new patients that look like existing ones on
+/// the duplicate review list.
+pub fn write_creates(
+    conn: &mut PgConnection,
+    wctx: &WriteContext,
+    drafts: Vec<Draft>,
+) -> Result<Vec<Stored>, ApiError> {
+    let stored = resources::create_many(conn, wctx, drafts)?;
+    for patient in stored
+        .iter()
+        .filter(|s| s.resource_type == ResourceKind::Patient.name())
+    {
+        queue_possible_duplicates(conn, patient, wctx)?;
+    }
+    Ok(stored)
 }
 
 fn conditional_match(
