@@ -468,7 +468,7 @@ fn prepare(
         let index = extract::index(&parsed.resource, &links);
         let mut content = parsed.json;
         if kind == ResourceKind::Observation {
-            interpret_vital_sign(&mut content);
+            interpret_observation(&mut content);
         }
         return Ok(Draft {
             resource_type: kind.name(),
@@ -662,43 +662,83 @@ fn assign_mrn(
 
 /// Adds the interpretation (N/L/H/LL/HH) and the default reference range to a vital sign that
 /// arrives without them.
-fn interpret_vital_sign(json: &mut Value) {
+fn interpret_observation(json: &mut Value) {
     if json.get("interpretation").is_some() {
         return;
     }
     let Some(value) = json.pointer("/valueQuantity/value").and_then(Value::as_f64) else {
         return;
     };
-    let codes = json
-        .pointer("/code/coding")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let Some(vital) = codes
+    let unit = json
+        .pointer("/valueQuantity/code")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    // The laboratory's own range wins; Kiorex's defaults cover vital signs only.
+    let (range, shipped_default) = match laboratory_range(json, &unit) {
+        Some(range) => (range, false),
+        None => match vital_sign_of(json) {
+            Some(vital) => (vital.range.clone(), true),
+            None => return,
+        },
+    };
+    let interpretation = interpret(value, &range);
+    json["interpretation"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+        "code": interpretation.code(), "display": interpretation.display()}]}]);
+    if shipped_default
+        && json.get("referenceRange").is_none()
+        && (range.low.is_some() || range.high.is_some())
+    {
+        let quantity = |v: Option<f64>| {
+            v.map(|v| json!({"value": v, "unit": range.unit, "system": extract::UCUM, "code": range.unit}))
+        };
+        let mut shown = json!({"text": "Kiorex default adult range (not set by the laboratory)"});
+        if let Some(low) = quantity(range.low) {
+            shown["low"] = low;
+        }
+        if let Some(high) = quantity(range.high) {
+            shown["high"] = high;
+        }
+        json["referenceRange"] = json!([shown]);
+    }
+}
+
+/// The vital sign an observation records, by its LOINC code.
+fn vital_sign_of(json: &Value) -> Option<&'static kiorex_domain::observation::VitalSign> {
+    json.pointer("/code/coding")?
+        .as_array()?
         .iter()
         .filter(|c| c.get("system").and_then(Value::as_str) == Some(LOINC))
         .find_map(|c| c.get("code").and_then(Value::as_str).and_then(vital_sign))
-    else {
-        return;
+}
+
+/// The first reference range the result carries, when its limits are in the result's unit.
+fn laboratory_range(
+    json: &Value,
+    unit: &str,
+) -> Option<kiorex_domain::observation::ReferenceRange> {
+    let range = json.pointer("/referenceRange/0")?;
+    let limit = |end: &str| -> Option<Option<f64>> {
+        match range.get(end) {
+            None => Some(None),
+            Some(q) => {
+                let same_unit = q
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .is_none_or(|c| c == unit);
+                same_unit.then(|| q.get("value").and_then(Value::as_f64))
+            }
+        }
     };
-    let interpretation = interpret(value, &vital.range);
-    json["interpretation"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
-        "code": interpretation.code(), "display": interpretation.display()}]}]);
-    if json.get("referenceRange").is_none()
-        && (vital.range.low.is_some() || vital.range.high.is_some())
-    {
-        let quantity = |v: Option<f64>| {
-            v.map(|v| json!({"value": v, "unit": vital.range.unit, "system": extract::UCUM, "code": vital.range.unit}))
-        };
-        let mut range = json!({"text": "Kiorex default adult range (not set by the laboratory)"});
-        if let Some(low) = quantity(vital.range.low) {
-            range["low"] = low;
-        }
-        if let Some(high) = quantity(vital.range.high) {
-            range["high"] = high;
-        }
-        json["referenceRange"] = json!([range]);
-    }
+    let (low, high) = (limit("low")?, limit("high")?);
+    (low.is_some() || high.is_some()).then_some(kiorex_domain::observation::ReferenceRange {
+        low,
+        high,
+        critical_low: None,
+        critical_high: None,
+        unit: "",
+        is_default: false,
+    })
 }
 
 /// A new patient that looks like an existing one goes on the review list; partners are not

@@ -425,7 +425,9 @@ fn read_secret_file(path: &Path) -> Result<String, String> {
     use std::os::unix::fs::PermissionsExt;
     let meta =
         std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
+    // Group read is allowed: Kubernetes mounts Secret files 0440 with the pod's fsGroup, the only
+    // way a non-root container reads them. Anything more (others, group write) is refused.
+    if meta.permissions().mode() & 0o037 != 0 {
         return Err(format!(
             "{} is readable by other users; run: chmod 600 {}",
             path.display(),
@@ -548,6 +550,16 @@ mod tests {
             committed == reference_markdown(),
             "docs/ops/configuration.md is out of date: run `kiorex config-reference > docs/ops/configuration.md`"
         );
+    }
+
+    #[test]
+    fn group_readable_secret_file_is_accepted_for_kubernetes() {
+        use std::os::unix::fs::PermissionsExt;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "postgres://k@h/k\n").unwrap();
+        std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o440)).unwrap();
+        let pairs = env(&[("KIOREX_DATABASE__URL_FILE", file.path().to_str().unwrap())]);
+        assert_eq!(load(None, &pairs).unwrap().database_url, "postgres://k@h/k");
     }
 
     #[test]

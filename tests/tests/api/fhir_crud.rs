@@ -169,6 +169,35 @@ async fn vital_signs_are_interpreted_with_default_ranges() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_results_are_interpreted_against_the_laboratory_range() {
+    let app = TestApp::spawn().await;
+    let patient = app.patient("Lab", "Result", "1950-05-05").await;
+    let potassium = |value: f64| {
+        json!({"resourceType": "Observation", "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2823-3", "display": "Potassium"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "valueQuantity": {"value": value, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+        "referenceRange": [{"low": {"value": 3.5, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+                            "high": {"value": 5.1, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}}]})
+    };
+    for (value, expected) in [(4.2, "N"), (5.9, "H"), (3.1, "L")] {
+        let reply = app
+            .post(User::Admin, "/fhir/Observation", &potassium(value))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        assert_eq!(
+            reply.body["interpretation"][0]["coding"][0]["code"], expected,
+            "potassium {value}"
+        );
+        assert!(
+            reply.body["referenceRange"][0].get("text").is_none(),
+            "the laboratory's range is kept as sent"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patient_everything_returns_the_record() {
     let app = TestApp::spawn().await;
     let patient = app.patient("Every", "Thing", "1980-01-01").await;
