@@ -7,9 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 async fn token(client: &reqwest::Client, base: &str) -> String {
+    sign_in(client, base, ADMIN, ADMIN_PASSWORD).await
+}
+
+async fn sign_in(client: &reqwest::Client, base: &str, username: &str, password: &str) -> String {
     let reply: Value = client
         .post(format!("{base}/api/v1/auth/token"))
-        .json(&json!({"username": ADMIN, "password": ADMIN_PASSWORD}))
+        .json(&json!({"username": username, "password": password}))
         .send()
         .await
         .unwrap()
@@ -283,18 +287,16 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
     let base = report["url"].as_str().unwrap().to_owned();
     let patients = runtime.block_on(async {
         let client = reqwest::Client::new();
-        let token: Value = client
-            .post(format!("{base}/api/v1/auth/token"))
-            .json(&json!({"username": report["username"], "password": password.trim()}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token = sign_in(
+            &client,
+            &base,
+            report["username"].as_str().unwrap(),
+            password.trim(),
+        )
+        .await;
         let bundle: Value = client
             .get(format!("{base}/fhir/Patient?_count=100"))
-            .bearer_auth(token["access_token"].as_str().unwrap())
+            .bearer_auth(&token)
             .send()
             .await
             .unwrap()
