@@ -35,13 +35,16 @@ async fn killing_the_server_mid_stream_loses_no_acknowledged_write() {
         .unwrap();
     let bearer = token(&client, &core.base).await;
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    // The writers signal once enough writes are acknowledged: that is when the server is killed.
+    let enough = Arc::new(tokio::sync::Notify::new());
     let mut writers = Vec::new();
     for w in 0..4 {
-        let (client, base, bearer, acknowledged) = (
+        let (client, base, bearer, acknowledged, enough) = (
             client.clone(),
             core.base.clone(),
             bearer.clone(),
             acknowledged.clone(),
+            enough.clone(),
         );
         writers.push(tokio::spawn(async move {
             for i in 0.. {
@@ -53,17 +56,18 @@ async fn killing_the_server_mid_stream_loses_no_acknowledged_write() {
                             Ok(v) => v,
                             Err(_) => break,
                         };
-                        acknowledged.lock().unwrap().push(created["id"].as_str().unwrap().to_owned());
+                        let mut ids = acknowledged.lock().unwrap();
+                        ids.push(created["id"].as_str().unwrap().to_owned());
+                        if ids.len() >= 150 {
+                            enough.notify_one();
+                        }
                     }
                     _ => break,
                 }
             }
         }));
     }
-    let started = std::time::Instant::now();
-    while acknowledged.lock().unwrap().len() < 150 && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(60), enough.notified()).await;
     core.kill_hard();
     for w in writers {
         let _ = w.await;
