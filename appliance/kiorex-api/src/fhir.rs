@@ -525,7 +525,7 @@ async fn history(
             outcome: "success",
             resource_type: kind.map_or("Unknown", ResourceKind::name),
             resource_id: e.id.to_string(),
-            patient_id: None,
+            patient_id: records::patient_of(&e.resource_type, e.id, &e.content),
             facility_id: Some(e.facility_id),
             detail: format!("version {}", e.version_id),
         })

@@ -102,12 +102,16 @@ fn kind_name(name: &str) -> &'static str {
 
 /// The patient a stored record is about (itself for a Patient).
 pub fn patient_of_stored(stored: &Stored) -> Option<Uuid> {
-    if stored.resource_type == "Patient" {
-        return Some(stored.id);
+    patient_of(&stored.resource_type, stored.id, &stored.content)
+}
+
+/// The patient a record's content is about (itself for a Patient).
+pub fn patient_of(resource_type: &str, id: Uuid, content: &Value) -> Option<Uuid> {
+    if resource_type == "Patient" {
+        return Some(id);
     }
     ["subject", "patient"].iter().find_map(|field| {
-        stored
-            .content
+        content
             .get(field)?
             .get("reference")?
             .as_str()?

@@ -71,6 +71,14 @@ async fn create_read_vread_update_delete_and_history() {
         .collect();
     assert_eq!(methods, ["DELETE", "PUT", "POST"], "newest first");
 
+    let audited = app.count(&format!(
+        "SELECT count(*) AS n FROM audit_log WHERE action = 'history' AND patient_id = '{id}'"
+    ));
+    assert_eq!(
+        audited, 3,
+        "each version shown in a history is audited against its patient"
+    );
+
     let type_history = app.get(User::Admin, "/fhir/Patient/_history").await;
     assert_eq!(type_history.body["entry"].as_array().unwrap().len(), 3);
     let rows = app.count(&format!(
