@@ -117,40 +117,64 @@ pub fn candidates(
     keys: &BlockingKeys,
     limit: i64,
 ) -> StoreResult<Vec<crate::resources::Stored>> {
-    use crate::schema::{resource, search_date, search_token};
-    // One equality lookup per key: every condition is then an index condition, whatever the
+    use crate::schema::resource;
+    use diesel::pg::Pg;
+    use diesel::sql_types::{Int8, Text, Timestamptz, Uuid as SqlUuid};
+    #[derive(QueryableByName)]
+    struct Candidate {
+        #[diesel(sql_type = SqlUuid)]
+        resource_id: Uuid,
+    }
+    // One equality lookup per key, so that every condition is an index condition whatever the
     // planner believes about table sizes (a join with `= ANY` scanned every patient while the
-    // statistics were stale).
-    let mut ids: Vec<Uuid> = Vec::new();
-    for day in keys
+    // statistics were stale), sent together as one statement.
+    let days: Vec<DateTime<Utc>> = keys
         .birth_dates
         .iter()
         .filter_map(|d| d.and_hms_opt(0, 0, 0))
         .map(|d| d.and_utc())
-    {
-        ids.extend(
-            search_date::table
-                .filter(search_date::resource_type.eq("Patient"))
-                .filter(search_date::param.eq("birthdate"))
-                .filter(search_date::low.eq(day))
-                .select(search_date::resource_id)
-                .limit(limit)
-                .load::<Uuid>(conn)?,
-        );
+        .collect();
+    let tokens: Vec<(&str, &String)> = keys
+        .identifiers
+        .iter()
+        .map(|c| ("identifier", c))
+        .chain(keys.phones.iter().map(|c| ("phone", c)))
+        .collect();
+    let mut branches = Vec::new();
+    let mut n = 1;
+    for _ in &days {
+        branches.push(format!(
+            "(SELECT resource_id FROM search_date WHERE resource_type = 'Patient' AND param = 'birthdate' AND low = ${n} LIMIT ${})",
+            n + 1
+        ));
+        n += 2;
     }
-    for (param, codes) in [("identifier", &keys.identifiers), ("phone", &keys.phones)] {
-        for code in codes {
-            ids.extend(
-                search_token::table
-                    .filter(search_token::code.eq(code))
-                    .filter(search_token::param.eq(param))
-                    .filter(search_token::resource_type.eq("Patient"))
-                    .select(search_token::resource_id)
-                    .limit(limit)
-                    .load::<Uuid>(conn)?,
-            );
-        }
+    for _ in &tokens {
+        branches.push(format!(
+            "(SELECT resource_id FROM search_token WHERE code = ${n} AND param = ${} AND resource_type = 'Patient' LIMIT ${})",
+            n + 1,
+            n + 2
+        ));
+        n += 3;
     }
+    if branches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = diesel::sql_query(branches.join(" UNION ALL ")).into_boxed::<Pg>();
+    for day in days {
+        query = query.bind::<Timestamptz, _>(day).bind::<Int8, _>(limit);
+    }
+    for (param, code) in tokens {
+        query = query
+            .bind::<Text, _>(code.clone())
+            .bind::<Text, _>(param)
+            .bind::<Int8, _>(limit);
+    }
+    let mut ids: Vec<Uuid> = query
+        .load::<Candidate>(conn)?
+        .into_iter()
+        .map(|c| c.resource_id)
+        .collect();
     ids.sort();
     ids.dedup();
     Ok(resource::table
