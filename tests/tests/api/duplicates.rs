@@ -16,6 +16,31 @@ async fn register(app: &TestApp, body: &Value) -> kiorex_testkit::Reply {
     .await
 }
 
+/// Asks to retire `loser` into `survivor`.
+async fn request_merge(
+    app: &TestApp,
+    user: User,
+    loser: &str,
+    survivor: &str,
+) -> kiorex_testkit::Reply {
+    app.post(
+        user,
+        &format!("/api/v1/patients/{loser}/merge"),
+        &json!({"survivor_id": survivor}),
+    )
+    .await
+}
+
+/// Asks to undo a merge, as the front desk.
+async fn request_undo(app: &TestApp, merge_id: &str) -> kiorex_testkit::Reply {
+    app.post(
+        User::FrontDeskA,
+        &format!("/api/v1/merges/{merge_id}/undo"),
+        &json!({}),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_refuses_a_strong_duplicate_without_an_override() {
     let app = TestApp::spawn().await;
@@ -112,14 +137,7 @@ async fn partner_creates_go_on_the_review_list_and_merges_are_reversible() {
     assert_eq!(review.body[0]["patient_id"], json!(loser));
     assert_eq!(review.body[0]["candidate_id"], json!(survivor));
 
-    let merge = app
-        .send(
-            app.client()
-                .post(app.url(&format!("/api/v1/patients/{loser}/merge")))
-                .bearer_auth(app.token(User::FrontDeskA))
-                .json(&json!({"survivor_id": survivor})),
-        )
-        .await;
+    let merge = request_merge(&app, User::FrontDeskA, &loser, &survivor).await;
     assert_eq!(merge.status, StatusCode::OK, "{}", merge.body);
     assert_eq!(merge.body["records_moved"], 1);
     let moved = app
@@ -153,24 +171,11 @@ async fn partner_creates_go_on_the_review_list_and_merges_are_reversible() {
         review.body.as_array().unwrap().is_empty(),
         "the review item is closed by the merge"
     );
-    let twice = app
-        .send(
-            app.client()
-                .post(app.url(&format!("/api/v1/patients/{loser}/merge")))
-                .bearer_auth(app.token(User::FrontDeskA))
-                .json(&json!({"survivor_id": survivor})),
-        )
-        .await;
+    let twice = request_merge(&app, User::FrontDeskA, &loser, &survivor).await;
     assert_eq!(twice.status, StatusCode::CONFLICT);
 
     let merge_id = merge.body["merge_id"].as_str().unwrap();
-    let undo = app
-        .send(
-            app.client()
-                .post(app.url(&format!("/api/v1/merges/{merge_id}/undo")))
-                .bearer_auth(app.token(User::FrontDeskA)),
-        )
-        .await;
+    let undo = request_undo(&app, merge_id).await;
     assert_eq!(undo.status, StatusCode::OK, "{}", undo.body);
     let back = app
         .get(User::Admin, &format!("/fhir/Observation/{obs_id}"))
@@ -191,13 +196,7 @@ async fn partner_creates_go_on_the_review_list_and_merges_are_reversible() {
         "{}",
         restored.body
     );
-    let undo_again = app
-        .send(
-            app.client()
-                .post(app.url(&format!("/api/v1/merges/{merge_id}/undo")))
-                .bearer_auth(app.token(User::FrontDeskA)),
-        )
-        .await;
+    let undo_again = request_undo(&app, merge_id).await;
     assert_eq!(undo_again.status, StatusCode::CONFLICT);
 }
 
@@ -206,13 +205,6 @@ async fn nurses_cannot_merge() {
     let app = TestApp::spawn().await;
     let a = app.patient("Merge", "Guard", "1970-01-01").await;
     let b = app.patient("Merge", "Guard", "1970-01-01").await;
-    let reply = app
-        .send(
-            app.client()
-                .post(app.url(&format!("/api/v1/patients/{a}/merge")))
-                .bearer_auth(app.token(User::NurseA))
-                .json(&json!({"survivor_id": b})),
-        )
-        .await;
+    let reply = request_merge(&app, User::NurseA, &a, &b).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
 }
