@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod duplicates;
+pub mod identity;
 pub mod index;
 pub mod mrn;
 pub mod names;

@@ -177,9 +177,30 @@ pub struct Principal {
     pub user_id: Uuid,
     pub username: String,
     pub grants: Vec<Grant>,
+    /// For an API client (client-credentials grant), the scopes it was given; `None` for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<crate::identity::Scope>>,
 }
 
 impl Principal {
+    /// A person signed in with these grants.
+    pub fn person(user_id: Uuid, username: impl Into<String>, grants: Vec<Grant>) -> Principal {
+        Principal {
+            user_id,
+            username: username.into(),
+            grants,
+            scopes: None,
+        }
+    }
+
+    /// Whether an API client's scopes allow `action` on `resource_type`; people are not limited
+    /// by scopes, only by their grants.
+    pub fn scope_allows(&self, resource_type: &str, action: Action) -> bool {
+        self.scopes
+            .as_ref()
+            .is_none_or(|scopes| scopes.iter().any(|s| s.covers(resource_type, action)))
+    }
+
     /// Whether the principal holds `permission` at `facility_id`.
     pub fn may(&self, permission: Permission, facility_id: Uuid) -> bool {
         self.grants
@@ -206,14 +227,14 @@ mod tests {
     use super::*;
 
     fn nurse_at(facility: Uuid) -> Principal {
-        Principal {
-            user_id: Uuid::nil(),
-            username: "nurse".into(),
-            grants: vec![Grant {
+        Principal::person(
+            Uuid::nil(),
+            "nurse",
+            vec![Grant {
                 facility_id: facility,
                 role: Role::Nurse,
             }],
-        }
+        )
     }
 
     #[test]

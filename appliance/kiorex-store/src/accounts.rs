@@ -83,25 +83,32 @@ pub fn upsert(
             ))
             .returning(user_account::id)
             .get_result(conn)?;
-        diesel::delete(role_grant::table.filter(role_grant::user_id.eq(id))).execute(conn)?;
-        let rows: Vec<_> = grants
-            .iter()
-            .map(|g| {
-                (
-                    role_grant::user_id.eq(id),
-                    role_grant::facility_id.eq(g.facility_id),
-                    role_grant::role.eq(role_name(g.role)),
-                )
-            })
-            .collect();
-        diesel::insert_into(role_grant::table)
-            .values(rows)
-            .execute(conn)?;
+        replace_grants(conn, id, grants)?;
         Ok::<_, StoreError>(id)
     })
 }
 
-fn role_name(role: Role) -> String {
+/// Replaces all grants of an account.
+pub fn replace_grants(conn: &mut PgConnection, id: Uuid, grants: &[Grant]) -> StoreResult<()> {
+    diesel::delete(role_grant::table.filter(role_grant::user_id.eq(id))).execute(conn)?;
+    let rows: Vec<_> = grants
+        .iter()
+        .map(|g| {
+            (
+                role_grant::user_id.eq(id),
+                role_grant::facility_id.eq(g.facility_id),
+                role_grant::role.eq(role_name(g.role)),
+            )
+        })
+        .collect();
+    diesel::insert_into(role_grant::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn role_name(role: Role) -> String {
     serde_json::to_value(role)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))

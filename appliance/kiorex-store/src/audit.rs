@@ -205,3 +205,45 @@ pub fn for_patient(
         .select(AuditEntry::as_select())
         .load(conn)?)
 }
+
+/// What an auditor searches the log by. Every given criterion must hold.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub patient_id: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Facilities the auditor covers; entries without a facility (sign-ins) are always included.
+    pub facility_ids: Vec<String>,
+    pub limit: i64,
+}
+
+/// Entries matching `filter`, newest first.
+pub fn search(conn: &mut PgConnection, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
+    let mut facilities = filter.facility_ids.clone();
+    facilities.push(String::new());
+    let mut query = audit_log::table
+        .filter(audit_log::facility_id.eq_any(facilities))
+        .into_boxed();
+    if let Some(p) = &filter.patient_id {
+        query = query.filter(audit_log::patient_id.eq(p.clone()));
+    }
+    if let Some(a) = &filter.actor {
+        query = query.filter(audit_log::actor.eq(a.clone()));
+    }
+    if let Some(a) = &filter.action {
+        query = query.filter(audit_log::action.eq(a.clone()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(audit_log::recorded_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(audit_log::recorded_at.lt(to));
+    }
+    Ok(query
+        .order(audit_log::seq.desc())
+        .limit(filter.limit)
+        .select(AuditEntry::as_select())
+        .load(conn)?)
+}

@@ -3,12 +3,16 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod care;
+pub mod directory;
 pub mod facilities;
+pub mod identity_schema;
 pub mod merge;
 pub mod resources;
 pub mod review;
 pub mod schema;
 pub mod search;
+pub mod sessions;
 
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};

@@ -115,6 +115,12 @@ diesel::table! {
         password_hash -> Nullable<Text>,
         disabled -> Bool,
         created_at -> Timestamptz,
+        source -> Text,
+        email -> Nullable<Text>,
+        practitioner_id -> Nullable<Uuid>,
+        totp_secret -> Nullable<Text>,
+        totp_enabled -> Bool,
+        last_sign_in_at -> Nullable<Timestamptz>,
     }
 }
 
