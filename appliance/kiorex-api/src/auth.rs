@@ -13,6 +13,7 @@ use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePublicKey};
 use http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use kiorex_domain::identity::{Scope, parse_scopes};
 use kiorex_domain::permission::{Grant, Principal};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -30,6 +31,12 @@ struct Claims {
     iat: i64,
     exp: i64,
     jti: Uuid,
+    /// API clients only: the client id and the space-separated SMART scopes it was given. The
+    /// edge checks the scope of a partner route from this claim alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
 }
 
 /// Signs and verifies access tokens.
@@ -70,7 +77,30 @@ impl TokenService {
     }
 
     pub fn issue(&self, principal: &Principal) -> Result<String, ApiError> {
+        self.sign(principal, None, self.ttl_seconds)
+    }
+
+    /// A token for an API client: its grants, limited by `scope`, for `ttl_seconds`.
+    pub fn issue_client(
+        &self,
+        principal: &Principal,
+        client_id: &str,
+        ttl_seconds: i64,
+    ) -> Result<String, ApiError> {
+        self.sign(principal, Some(client_id), ttl_seconds)
+    }
+
+    fn sign(
+        &self,
+        principal: &Principal,
+        client_id: Option<&str>,
+        ttl_seconds: i64,
+    ) -> Result<String, ApiError> {
         let now = Utc::now().timestamp();
+        let scope = principal
+            .scopes
+            .as_ref()
+            .map(|scopes| scopes.iter().map(scope_text).collect::<Vec<_>>().join(" "));
         let claims = Claims {
             sub: principal.user_id,
             name: principal.username.clone(),
@@ -78,8 +108,10 @@ impl TokenService {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             iat: now,
-            exp: now + self.ttl_seconds,
+            exp: now + ttl_seconds,
             jti: Uuid::new_v4(),
+            client_id: client_id.map(str::to_owned),
+            scope,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
             .map_err(|e| ApiError::internal(format!("token signing failed: {e}")))
@@ -93,12 +125,29 @@ impl TokenService {
                 )
             })?;
         let c = data.claims;
+        let scopes = match &c.scope {
+            Some(text) => Some(parse_scopes(text).map_err(|_| {
+                ApiError::unauthenticated("the access token carries an unknown scope")
+            })?),
+            None => None,
+        };
         Ok(Principal {
             user_id: c.sub,
             username: c.name,
             grants: c.grants,
+            scopes,
         })
     }
+}
+
+/// `system/Observation.write` from its parts.
+pub fn scope_text(scope: &Scope) -> String {
+    let access = match (scope.read, scope.write) {
+        (true, true) => "*",
+        (true, false) => "read",
+        _ => "write",
+    };
+    format!("system/{}.{access}", scope.resource_type)
 }
 
 /// Hashes a password with argon2id and a random salt.
@@ -125,18 +174,26 @@ pub struct Caller(pub Principal);
 /// The authenticated caller of a FHIR route (errors as OperationOutcome).
 pub struct FhirCaller(pub Principal);
 
-fn principal_from(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let header = parts
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+/// Who is calling: a bearer token (API clients, scripts) or the session cookie (the portal;
+/// state-changing requests must then carry the CSRF token).
+async fn principal_from(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    if let Some(header) = parts.headers.get(http::header::AUTHORIZATION) {
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::unauthenticated("the Authorization header must be a Bearer token")
+            })?;
+        return state.tokens.verify(token.trim());
+    }
+    let live = crate::identity::session::resolve(state, &parts.headers)
+        .await?
         .ok_or_else(|| {
             ApiError::unauthenticated("sign in first: send Authorization: Bearer <token>")
         })?;
-    let token = header.strip_prefix("Bearer ").ok_or_else(|| {
-        ApiError::unauthenticated("the Authorization header must be a Bearer token")
-    })?;
-    state.tokens.verify(token.trim())
+    crate::identity::session::check_csrf(&parts.method, &parts.headers, &live)?;
+    Ok(live.principal)
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -145,7 +202,7 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        principal_from(parts, state).map(Caller).map_err(|e| {
+        principal_from(parts, state).await.map(Caller).map_err(|e| {
             e.render(
                 Dialect::Problem,
                 &crate::error::request_id_of(&parts.headers),
@@ -161,11 +218,22 @@ impl FromRequestParts<AppState> for FhirCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        principal_from(parts, state).map(FhirCaller).map_err(|e| {
-            e.render(Dialect::Fhir, &crate::error::request_id_of(&parts.headers))
-                .into_response()
-        })
+        principal_from(parts, state)
+            .await
+            .map(FhirCaller)
+            .map_err(|e| {
+                e.render(Dialect::Fhir, &crate::error::request_id_of(&parts.headers))
+                    .into_response()
+            })
     }
+}
+
+/// An argon2 hash of nothing anyone knows: unknown users are checked against it so that the
+/// time taken does not reveal which usernames exist.
+pub fn dummy_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password("kiorex-dummy-password").unwrap_or_default())
+        .clone()
 }
 
 /// A request id extractor for handlers.
@@ -192,11 +260,7 @@ mod tests {
     use super::*;
 
     fn principal() -> Principal {
-        Principal {
-            user_id: Uuid::new_v4(),
-            username: "nurse.a".into(),
-            grants: vec![],
-        }
+        Principal::person(Uuid::new_v4(), "nurse.a", vec![])
     }
 
     #[test]

@@ -59,11 +59,8 @@ fn id_of(kind: ResourceKind, id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("{}/{id}", kind.name())))
 }
 
-fn ctx(caller: FhirCaller, request_id: &RequestId) -> Ctx {
-    Ctx {
-        principal: caller.0,
-        request_id: request_id.0.clone(),
-    }
+fn ctx(state: &AppState, caller: FhirCaller, request_id: &RequestId) -> Ctx {
+    Ctx::new(state, caller.0, &request_id.0)
 }
 
 fn fhir_json(status: StatusCode, body: &Value) -> Response {
@@ -172,7 +169,8 @@ async fn read(
 ) -> Response {
     let result = async {
         let kind = kind_of(&t)?;
-        let stored = records::read(&state, &ctx(caller, &rid), kind, id_of(kind, &id)?).await?;
+        let stored =
+            records::read(&state, &ctx(&state, caller, &rid), kind, id_of(kind, &id)?).await?;
         Ok(resource_response(StatusCode::OK, &stored))
     };
     fhir_result(&rid.0, result.await)
@@ -189,8 +187,14 @@ async fn vread(
         let version: i32 = v
             .parse()
             .map_err(|_| ApiError::not_found(format!("{t}/{id}/_history/{v}")))?;
-        let stored =
-            records::vread(&state, &ctx(caller, &rid), kind, id_of(kind, &id)?, version).await?;
+        let stored = records::vread(
+            &state,
+            &ctx(&state, caller, &rid),
+            kind,
+            id_of(kind, &id)?,
+            version,
+        )
+        .await?;
         Ok(resource_response(StatusCode::OK, &stored))
     };
     fhir_result(&rid.0, result.await)
@@ -213,7 +217,8 @@ async fn create(
             .and_then(|v| v.to_str().ok())
             .map(|q| condition_of(kind, q))
             .transpose()?;
-        let created = records::create(&state, &ctx(caller, &rid), parsed, condition).await?;
+        let created =
+            records::create(&state, &ctx(&state, caller, &rid), parsed, condition).await?;
         let status = if created.created {
             StatusCode::CREATED
         } else {
@@ -266,8 +271,14 @@ async fn update(
         check_content_type(&headers)?;
         let id = id_of(kind, &id)?;
         let parsed = parse_bytes(kind, &body).map_err(ApiError::invalid)?;
-        let stored =
-            records::update(&state, &ctx(caller, &rid), id, parsed, if_match(&headers)?).await?;
+        let stored = records::update(
+            &state,
+            &ctx(&state, caller, &rid),
+            id,
+            parsed,
+            if_match(&headers)?,
+        )
+        .await?;
         Ok(resource_response(StatusCode::OK, &stored))
     };
     fhir_result(&rid.0, result.await)
@@ -284,7 +295,7 @@ async fn delete(
         let kind = kind_of(&t)?;
         records::delete(
             &state,
-            &ctx(caller, &rid),
+            &ctx(&state, caller, &rid),
             kind,
             id_of(kind, &id)?,
             if_match(&headers)?,
@@ -304,7 +315,7 @@ async fn search_type(
 ) -> Response {
     fhir_result(
         &rid.0,
-        run_search(&state, ctx(caller, &rid), &t, pairs).await,
+        run_search(&state, ctx(&state, caller, &rid), &t, pairs).await,
     )
 }
 
@@ -320,7 +331,7 @@ async fn search_post(
     pairs.extend(serde_urlencoded_pairs(&String::from_utf8_lossy(&body)));
     fhir_result(
         &rid.0,
-        run_search(&state, ctx(caller, &rid), &t, pairs).await,
+        run_search(&state, ctx(&state, caller, &rid), &t, pairs).await,
     )
 }
 
@@ -403,10 +414,17 @@ async fn instance_operation(
         let id = id_of(kind, &id)?;
         match (kind, op.as_str()) {
             (_, "_history") => {
-                history(&state, ctx(caller, &rid), Some(kind), Some(id), &pairs).await
+                history(
+                    &state,
+                    ctx(&state, caller, &rid),
+                    Some(kind),
+                    Some(id),
+                    &pairs,
+                )
+                .await
             }
             (ResourceKind::Patient, "$everything") => {
-                let all = records::everything(&state, &ctx(caller, &rid), id).await?;
+                let all = records::everything(&state, &ctx(&state, caller, &rid), id).await?;
                 let base = state.fhir_base();
                 let entries = all
                     .into_iter()
@@ -437,8 +455,16 @@ async fn type_history(
     Path(t): Path<String>,
     Query(pairs): Pairs,
 ) -> Response {
-    let result =
-        async { history(&state, ctx(caller, &rid), Some(kind_of(&t)?), None, &pairs).await };
+    let result = async {
+        history(
+            &state,
+            ctx(&state, caller, &rid),
+            Some(kind_of(&t)?),
+            None,
+            &pairs,
+        )
+        .await
+    };
     fhir_result(&rid.0, result.await)
 }
 
@@ -577,7 +603,7 @@ async fn transaction(
     let result = async {
         check_content_type(&headers)?;
         let parsed = bundle::parse_bundle(&body).map_err(ApiError::invalid)?;
-        let ctx = ctx(caller, &rid);
+        let ctx = ctx(&state, caller, &rid);
         let (kind, responses) = match parsed.kind {
             BundleKind::Transaction => (
                 BundleKind::Transaction,

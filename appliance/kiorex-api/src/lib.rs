@@ -5,10 +5,13 @@
 
 pub mod admin;
 pub mod audit;
+pub mod audit_review;
 pub mod auth;
+pub mod care;
 pub mod error;
 pub mod fhir;
 pub mod health;
+pub mod identity;
 pub mod openapi;
 pub mod records;
 pub mod registration;
@@ -30,8 +33,15 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;
     Router::new()
         .merge(health::routes())
-        .nest("/api/v1", rest::routes())
-        .nest("/fhir", fhir::routes())
+        .merge(identity::routes::oauth_routes())
+        .nest(
+            "/api/v1",
+            rest::routes()
+                .merge(identity::routes::routes())
+                .merge(care::routes())
+                .merge(audit_review::routes()),
+        )
+        .nest("/fhir", audit_review::fhir_routes().merge(fhir::routes()))
         // Refuse an announced oversized body from its Content-Length, before reading any of it;
         // bodies without a length are cut off when they pass the limit.
         .layer(DefaultBodyLimit::disable())

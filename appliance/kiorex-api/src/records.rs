@@ -7,7 +7,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use chrono::Utc;
 use diesel::PgConnection;
+use http::StatusCode;
 use kiorex_domain::duplicates::POSSIBLE;
+use kiorex_domain::identity::{OPEN_ENCOUNTER_STATUSES, relationship_required};
 use kiorex_domain::mrn::Mrn;
 use kiorex_domain::observation::{interpret, vital_sign};
 use kiorex_domain::permission::{Action, Permission, Principal};
@@ -16,8 +18,9 @@ use kiorex_fhir::params::FhirSearch;
 use kiorex_fhir::parse::{Parsed, parse_value};
 use kiorex_fhir::{Issue, IssueCode, ResourceKind};
 use kiorex_store::resources::{self, Change, Draft, Stored, WriteContext};
-use kiorex_store::{StoreError, facilities, review, search};
+use kiorex_store::{StoreError, care, facilities, review, search};
 use serde_json::{Value, json};
+use std::collections::HashSet;
 use uuid::Uuid;
 
 /// Who is asking, under which request.
@@ -25,9 +28,31 @@ use uuid::Uuid;
 pub struct Ctx {
     pub principal: Principal,
     pub request_id: String,
+    /// Whether treating roles need a care relationship (the site's `identity` setting).
+    pub care_required: bool,
 }
 
 impl Ctx {
+    pub fn new(state: &AppState, principal: Principal, request_id: &str) -> Ctx {
+        Ctx {
+            principal,
+            request_id: request_id.to_owned(),
+            care_required: state.identity.settings.require_care_relationship,
+        }
+    }
+
+    /// Whether this access must be backed by a care relationship. API clients are bound by
+    /// their scopes instead; people in treating roles need one for clinical records.
+    fn needs_care(&self, kind: ResourceKind, action: Action, facility: Uuid) -> bool {
+        self.care_required
+            && self.principal.scopes.is_none()
+            && relationship_required(
+                &self.principal.grants,
+                Permission::new(kind.guarded_by(), action),
+                facility,
+            )
+    }
+
     fn write_context(&self) -> WriteContext {
         WriteContext {
             author: self.principal.username.clone(),
@@ -39,6 +64,7 @@ impl Ctx {
     fn may(&self, kind: ResourceKind, action: Action, facility: Uuid) -> bool {
         self.principal
             .may(Permission::new(kind.guarded_by(), action), facility)
+            && self.principal.scope_allows(kind.name(), action)
     }
 }
 
@@ -120,6 +146,81 @@ pub fn patient_of(resource_type: &str, id: Uuid, content: &Value) -> Option<Uuid
     })
 }
 
+/// Of `patients`, those the caller is caring for now.
+fn in_care(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    patients: &[Uuid],
+) -> Result<HashSet<Uuid>, ApiError> {
+    Ok(care::patients_in_care(
+        conn,
+        ctx.principal.user_id,
+        patients,
+        OPEN_ENCOUNTER_STATUSES,
+        Utc::now(),
+    )?)
+}
+
+/// Refuses an access that needs a care relationship the caller does not have.
+fn ensure_care(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    kind: ResourceKind,
+    action: Action,
+    facility: Uuid,
+    patient: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let Some(patient) = patient else {
+        return Ok(());
+    };
+    if !ctx.needs_care(kind, action, facility) || in_care(conn, ctx, &[patient])?.contains(&patient)
+    {
+        return Ok(());
+    }
+    Err(break_glass_required(patient))
+}
+
+/// 403 with the code the portal turns into "break the glass?".
+pub fn break_glass_required(patient: Uuid) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "KX-ACC-002",
+        "this patient is not under your care; in an emergency you may break the glass: give a \
+         reason and the record opens for a limited time, and the privacy officer reviews it",
+    )
+    .with_issues(vec![Issue::new(
+        IssueCode::Forbidden,
+        "no care relationship with this patient",
+    )])
+    .with_extra(json!({
+        "patient_id": patient,
+        "break_glass": format!("/api/v1/patients/{patient}/break-glass"),
+    }))
+}
+
+/// Drops the records of patients outside the caller's care from a search or a chart, where a
+/// care relationship is needed to see them.
+fn keep_in_care(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    records: Vec<Stored>,
+) -> Result<Vec<Stored>, ApiError> {
+    let guarded = |s: &Stored| {
+        ResourceKind::from_name(&s.resource_type)
+            .filter(|k| ctx.needs_care(*k, Action::Read, s.facility_id))
+            .and_then(|_| patient_of_stored(s))
+    };
+    let patients: Vec<Uuid> = records.iter().filter_map(guarded).collect();
+    if patients.is_empty() {
+        return Ok(records);
+    }
+    let allowed = in_care(conn, ctx, &patients)?;
+    Ok(records
+        .into_iter()
+        .filter(|s| guarded(s).is_none_or(|p| allowed.contains(&p)))
+        .collect())
+}
+
 /// Reads the current version; deleted records answer 410, other facilities' records 403.
 pub async fn read(
     state: &AppState,
@@ -168,6 +269,27 @@ async fn checked_read(
             "you have no {}:read permission at this record's facility",
             perm_name(kind)
         )));
+    }
+    if ctx.needs_care(kind, Action::Read, stored.facility_id)
+        && let Some(patient) = patient_of_stored(&stored)
+    {
+        let c = ctx.clone();
+        let facility = stored.facility_id;
+        let cared = state
+            .store
+            .transaction_with(move |conn| {
+                ensure_care(conn, &c, kind, Action::Read, facility, Some(patient))
+            })
+            .await;
+        if let Err(refusal) = cared {
+            let mut denied = event(action, "denied", &stored);
+            denied.detail = "no care relationship".into();
+            state
+                .audit
+                .by(&ctx.principal, &ctx.request_id, vec![denied])
+                .await?;
+            return Err(refusal);
+        }
     }
     state
         .audit
@@ -384,6 +506,14 @@ pub fn update_in(
             "you may not change records at this facility",
         ));
     }
+    ensure_care(
+        conn,
+        ctx,
+        kind,
+        Action::Write,
+        current.facility_id,
+        patient_of_stored(&current),
+    )?;
     let draft = prepare(conn, ctx, parsed, id, false, known)?;
     let stored = resources::update(conn, wctx, draft, if_match, Change::Update)?;
     known.wrote(&stored);
@@ -438,6 +568,14 @@ pub fn delete_in(
             "you may not delete records at this facility",
         ));
     }
+    ensure_care(
+        conn,
+        ctx,
+        kind,
+        Action::Write,
+        current.facility_id,
+        patient_of_stored(&current),
+    )?;
     Ok(resources::delete(conn, wctx, kind.name(), id, if_match)?)
 }
 
@@ -467,6 +605,8 @@ fn prepare(
         )));
     }
     check_links(ctx, kind, &links, facility_id, known)?;
+    let patient = patient_of(kind.name(), id, &parsed.json);
+    ensure_care(conn, ctx, kind, Action::Write, facility_id, patient)?;
     if kind != ResourceKind::Patient {
         // What is added to other records (a vital sign's interpretation) is not searched by.
         let index = extract::index(&parsed.resource, &links);
@@ -795,11 +935,13 @@ pub async fn search(
         )));
     }
     let principal = ctx.principal.clone();
+    let c = ctx.clone();
     let found =
         state
             .store
-            .run(move |conn| {
-                let page = search::search(conn, &fhir.query)?;
+            .transaction_with(move |conn| {
+                let mut page = search::search(conn, &fhir.query)?;
+                page.matches = keep_in_care(conn, &c, page.matches)?;
                 let ids: Vec<Uuid> = page.matches.iter().map(|s| s.id).collect();
                 let mut included = Vec::new();
                 for def in &fhir.includes {
@@ -816,7 +958,8 @@ pub async fn search(
                         },
                     ));
                 }
-                Ok(Found { page, included })
+                let included = keep_in_care(conn, &c, included)?;
+                Ok::<_, ApiError>(Found { page, included })
             })
             .await?;
     let events: Vec<Event<'_>> = found
@@ -841,11 +984,23 @@ pub async fn everything(
 ) -> Result<Vec<Stored>, ApiError> {
     let patient = read(state, ctx, ResourceKind::Patient, patient_id).await?;
     let principal = ctx.principal.clone();
+    let c = ctx.clone();
+    let facility = patient.facility_id;
     let records = state
         .store
-        .run(move |conn| {
+        .transaction_with(move |conn| {
+            // The whole chart is clinical: without a care relationship, refuse it outright
+            // rather than answer with demographics alone.
+            ensure_care(
+                conn,
+                &c,
+                ResourceKind::Observation,
+                Action::Read,
+                facility,
+                Some(patient_id),
+            )?;
             let ids = resources::referencing(conn, patient_id)?;
-            resources::read_many(conn, &ids)
+            Ok::<_, ApiError>(resources::read_many(conn, &ids)?)
         })
         .await?;
     let mut records: Vec<Stored> = records

@@ -2,7 +2,7 @@
 //! merges, the duplicate review list, facilities, and the OpenAPI document.
 
 use crate::audit::Event;
-use crate::auth::{Caller, RequestId, hash_password, verify_password};
+use crate::auth::{Caller, RequestId};
 use crate::error::{ApiError, Dialect};
 use crate::records::Ctx;
 use crate::registration::{self, Merged, Registered, Registration};
@@ -15,9 +15,8 @@ use axum::routing::{get, post};
 use http::StatusCode;
 use kiorex_domain::permission::{Action, Permission, Resource};
 use kiorex_fhir::{Issue, IssueCode};
-use kiorex_store::{accounts, facilities, review};
+use kiorex_store::{facilities, review};
 use serde::{Deserialize, Serialize};
-use std::sync::OnceLock;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -70,6 +69,8 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 pub struct TokenRequest {
     pub username: String,
     pub password: String,
+    /// The 6-digit code, for accounts with a second factor.
+    pub totp_code: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -85,54 +86,24 @@ pub struct TokenResponse {
 async fn token(
     State(state): State<AppState>,
     rid: RequestId,
+    origin: crate::identity::routes::Origin,
     payload: Result<Json<TokenRequest>, JsonRejection>,
 ) -> Response {
     let result = async {
         let request = body(payload)?;
-        let username = request.username.clone();
-        let account = state
-            .store
-            .run(move |conn| accounts::find_by_username(conn, &username))
-            .await?;
-        let hash = account
-            .as_ref()
-            .and_then(|a| a.password_hash.clone())
-            .unwrap_or_else(dummy_hash);
-        let password = request.password.clone();
-        // argon2 is deliberately slow: keep it off the async workers. Unknown users are checked
-        // against a dummy hash so that timing does not reveal which usernames exist.
-        let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .unwrap_or(false);
-        let account = account.filter(|a| matches && !a.disabled);
-        let outcome = if account.is_some() {
-            "success"
-        } else {
-            "failure"
+        let creds = crate::identity::local::Credentials {
+            username: request.username,
+            password: request.password,
+            totp_code: request.totp_code,
+            recovery_code: None,
         };
-        state
-            .audit
-            .record(
-                &request.username,
-                &rid.0,
-                vec![Event {
-                    action: "sign-in",
-                    outcome,
-                    resource_type: "",
-                    resource_id: String::new(),
-                    patient_id: None,
-                    facility_id: None,
-                    detail: "local account".into(),
-                }],
-            )
-            .await?;
         let account =
-            account.ok_or_else(|| ApiError::unauthenticated("wrong username or password"))?;
-        let principal = kiorex_domain::permission::Principal {
-            user_id: account.id,
-            username: account.username,
-            grants: account.grants,
-        };
+            crate::identity::local::sign_in(&state, &creds, &origin.address, &rid.0).await?;
+        let principal = kiorex_domain::permission::Principal::person(
+            account.user_id,
+            account.username,
+            account.grants,
+        );
         Ok(TokenResponse {
             access_token: state.tokens.issue(&principal)?,
             token_type: "Bearer",
@@ -140,12 +111,6 @@ async fn token(
         })
     };
     rest_result(&rid.0, StatusCode::OK, result.await)
-}
-
-fn dummy_hash() -> String {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| hash_password("kiorex-dummy-password").unwrap_or_default())
-        .clone()
 }
 
 /// Registers a patient. Answers 409 with the likely duplicates when a strong match exists and no
@@ -161,15 +126,7 @@ async fn register(
 ) -> Response {
     let result = async {
         let registration = body(payload)?;
-        registration::register(
-            &state,
-            &Ctx {
-                principal,
-                request_id: rid.0.clone(),
-            },
-            registration,
-        )
-        .await
+        registration::register(&state, &Ctx::new(&state, principal, &rid.0), registration).await
     };
     rest_result(&rid.0, StatusCode::CREATED, result.await)
 }
@@ -196,10 +153,7 @@ async fn merge(
         let request = body(payload)?;
         registration::merge_patients(
             &state,
-            &Ctx {
-                principal,
-                request_id: rid.0.clone(),
-            },
+            &Ctx::new(&state, principal, &rid.0),
             id,
             request.survivor_id,
         )
@@ -218,15 +172,7 @@ async fn unmerge(
     rid: RequestId,
     Path(id): Path<Uuid>,
 ) -> Response {
-    let result = registration::unmerge(
-        &state,
-        &Ctx {
-            principal,
-            request_id: rid.0.clone(),
-        },
-        id,
-    )
-    .await;
+    let result = registration::unmerge(&state, &Ctx::new(&state, principal, &rid.0), id).await;
     rest_result(&rid.0, StatusCode::OK, result)
 }
 

@@ -22,6 +22,7 @@ pub struct AppState {
     pub tokens: Arc<TokenService>,
     pub audit: AuditSink,
     pub settings: Arc<ApiSettings>,
+    pub identity: Arc<crate::identity::Identity>,
 }
 
 impl AppState {

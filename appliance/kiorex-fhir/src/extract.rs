@@ -100,7 +100,17 @@ pub fn links(resource: &Clinical) -> Result<Vec<Link>, Vec<Issue>> {
         }
         Clinical::Practitioner(_) => {}
         Clinical::Organization(o) => add(f, "Organization.partOf", None, o.part_of.as_ref()),
-        Clinical::Encounter(e) => add(f, "Encounter.subject", Some("subject"), e.subject.as_ref()),
+        Clinical::Encounter(e) => {
+            add(f, "Encounter.subject", Some("subject"), e.subject.as_ref());
+            for (i, p) in e.participant.iter().flatten().enumerate() {
+                add(
+                    f,
+                    &format!("Encounter.participant[{i}].individual"),
+                    Some("participant"),
+                    p.individual.as_ref(),
+                );
+            }
+        }
         Clinical::Observation(o) => {
             add(
                 f,

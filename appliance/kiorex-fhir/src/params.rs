@@ -88,6 +88,11 @@ const ENCOUNTER: &[ParamDef] = &[
     def("date", Date, "The encounter's period"),
     def("status", Token, "planned | in-progress | finished | …"),
     def(
+        "participant",
+        Reference(K::Practitioner),
+        "A practitioner taking part (forms the care relationship while open)",
+    ),
+    def(
         "class",
         Token,
         "Outpatient (AMB), inpatient (IMP), emergency (EMER) …",

@@ -15,10 +15,14 @@ pub struct Account {
     pub password_hash: Option<String>,
     pub disabled: bool,
     pub grants: Vec<Grant>,
+    /// `local`, `ldap`, `oidc` or `client`.
+    pub source: String,
+    pub totp_enabled: bool,
 }
 
 pub fn find_by_username(conn: &mut PgConnection, username: &str) -> StoreResult<Option<Account>> {
-    let row: Option<(Uuid, String, String, Option<String>, bool)> = user_account::table
+    type Row = (Uuid, String, String, Option<String>, bool, String, bool);
+    let row: Option<Row> = user_account::table
         .filter(user_account::username.eq(username))
         .select((
             user_account::id,
@@ -26,10 +30,13 @@ pub fn find_by_username(conn: &mut PgConnection, username: &str) -> StoreResult<
             user_account::display_name,
             user_account::password_hash,
             user_account::disabled,
+            user_account::source,
+            user_account::totp_enabled,
         ))
         .first(conn)
         .optional()?;
-    let Some((id, username, display_name, password_hash, disabled)) = row else {
+    let Some((id, username, display_name, password_hash, disabled, source, totp_enabled)) = row
+    else {
         return Ok(None);
     };
     let grants = grants_of(conn, id)?;
@@ -40,6 +47,8 @@ pub fn find_by_username(conn: &mut PgConnection, username: &str) -> StoreResult<
         password_hash,
         disabled,
         grants,
+        source,
+        totp_enabled,
     }))
 }
 

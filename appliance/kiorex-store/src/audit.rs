@@ -247,3 +247,12 @@ pub fn search(conn: &mut PgConnection, filter: &AuditFilter) -> StoreResult<Vec<
         .select(AuditEntry::as_select())
         .load(conn)?)
 }
+
+/// One entry by its sequence number.
+pub fn by_seq(conn: &mut PgConnection, seq: i64) -> StoreResult<Option<AuditEntry>> {
+    Ok(audit_log::table
+        .find(seq)
+        .select(AuditEntry::as_select())
+        .first(conn)
+        .optional()?)
+}

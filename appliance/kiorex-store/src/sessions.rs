@@ -168,3 +168,50 @@ pub fn clear_failures(conn: &mut PgConnection, subject: &str) -> StoreResult<()>
     diesel::delete(sign_in_failure::table.find(subject)).execute(conn)?;
     Ok(())
 }
+
+/// An OpenID Connect sign-in waiting for the IdP to send the browser back.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = crate::identity_schema::oidc_login)]
+pub struct PendingLogin {
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub return_to: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub fn save_pending_login(conn: &mut PgConnection, login: &PendingLogin) -> StoreResult<()> {
+    use crate::identity_schema::oidc_login as t;
+    // Abandoned sign-ins are cleared as new ones start.
+    diesel::delete(
+        t::table.filter(t::created_at.lt(login.created_at - chrono::Duration::hours(1))),
+    )
+    .execute(conn)?;
+    diesel::insert_into(t::table)
+        .values((
+            t::state.eq(&login.state),
+            t::nonce.eq(&login.nonce),
+            t::pkce_verifier.eq(&login.pkce_verifier),
+            t::return_to.eq(&login.return_to),
+            t::created_at.eq(login.created_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Takes (and deletes) the pending sign-in with this `state`: each can be completed once.
+pub fn take_pending_login(
+    conn: &mut PgConnection,
+    state: &str,
+    not_before: DateTime<Utc>,
+) -> StoreResult<Option<PendingLogin>> {
+    use crate::identity_schema::oidc_login as t;
+    Ok(diesel::delete(
+        t::table
+            .filter(t::state.eq(state))
+            .filter(t::created_at.ge(not_before)),
+    )
+    .returning(PendingLogin::as_returning())
+    .get_result(conn)
+    .optional()?)
+}
