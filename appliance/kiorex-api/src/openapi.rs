@@ -7,10 +7,12 @@ use utoipa::{Modify, OpenApi};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Kiorex core REST API", description = "REST for the Kiorex portals. Clinical data is also served as FHIR R4 under /fhir (see /fhir/metadata)."),
-    paths(crate::rest::token, crate::rest::register, crate::rest::merge, crate::rest::unmerge, crate::rest::duplicates, crate::rest::list_facilities),
+    paths(crate::rest::token, crate::rest::register, crate::rest::merge, crate::rest::unmerge, crate::rest::duplicates, crate::rest::list_facilities,
+        crate::identity::routes::login, crate::identity::routes::logout, crate::identity::routes::current_session),
     components(schemas(crate::rest::TokenRequest, crate::rest::TokenResponse, crate::rest::MergeRequest,
         crate::registration::Registration, crate::registration::Address, crate::registration::Registered,
-        crate::registration::Candidate, crate::registration::Merged)),
+        crate::registration::Candidate, crate::registration::Merged,
+        crate::identity::routes::LoginRequest, crate::identity::routes::SessionView, crate::identity::routes::LoggedOut)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -2,6 +2,7 @@
 
 use kiorex_api::audit::AuditSink;
 use kiorex_api::auth::{TokenService, generate_signing_key_pem, hash_password};
+use kiorex_api::identity::{Identity, IdentitySettings};
 use kiorex_api::{ApiSettings, AppState};
 use kiorex_domain::permission::{Grant, Principal, Role};
 use kiorex_store::Store;
@@ -77,6 +78,11 @@ fn signing_key() -> &'static str {
 impl TestApp {
     /// Starts the API on 127.0.0.1:0 with a fresh database, facilities A and B, and the staff.
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(IdentitySettings::default()).await
+    }
+
+    /// Like [`TestApp::spawn`], with these sign-in settings (a directory, an IdP, timeouts).
+    pub async fn spawn_with(identity: IdentitySettings) -> TestApp {
         let database_url = tokio::task::spawn_blocking(crate::fresh_database)
             .await
             .expect("database");
@@ -95,6 +101,7 @@ impl TestApp {
                 max_body_bytes: 1024 * 1024,
                 token_ttl_seconds: 900,
             }),
+            identity: Identity::new(identity).expect("identity settings"),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -109,9 +116,13 @@ impl TestApp {
             ..state
         };
         tokio::spawn(async move {
-            axum::serve(listener, kiorex_api::router(state))
-                .await
-                .expect("serve")
+            axum::serve(
+                listener,
+                kiorex_api::router(state)
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .expect("serve")
         });
         TestApp {
             base,
@@ -206,6 +217,39 @@ impl TestApp {
         reply.body["id"].as_str().expect("id").to_owned()
     }
 
+    /// The account id of one of the staff.
+    pub fn user_id(&self, user: User) -> Uuid {
+        self.users
+            .iter()
+            .find(|(u, _)| *u == user)
+            .map(|(_, p)| p.user_id)
+            .expect("user")
+    }
+
+    /// Puts a patient on a clinician's list (a care relationship), as a ward list feed would.
+    pub fn care_for(&self, user: User, patient_id: &str) {
+        let mut conn = kiorex_store::connect_once(&self.database_url).expect("connect");
+        let patient = Uuid::parse_str(patient_id).expect("patient id");
+        let facility = if user == User::DoctorB {
+            self.facility_b
+        } else {
+            self.facility_a
+        };
+        kiorex_store::care::assign(
+            &mut conn,
+            &kiorex_store::care::Assignment {
+                user_id: self.user_id(user),
+                patient_id: patient,
+                facility_id: facility,
+                reason: "ward list",
+                from: chrono::Utc::now() - chrono::Duration::minutes(1),
+                until: None,
+                created_by: "testkit",
+            },
+        )
+        .expect("assign");
+    }
+
     /// Runs SQL against this app's database as the superuser (for tampering tests).
     pub fn sql(&self, sql: &str) {
         self.try_sql(sql).expect("sql");
@@ -263,14 +307,7 @@ fn seed(url: &str) -> (Uuid, Uuid, Vec<(User, Principal)>) {
                 &grants,
             )
             .expect("user");
-            (
-                user,
-                Principal {
-                    user_id: id,
-                    username: user.username().to_owned(),
-                    grants,
-                },
-            )
+            (user, Principal::person(id, user.username(), grants))
         })
         .collect();
     (a.id, b.id, users)

@@ -17,6 +17,12 @@ struct Raw {
     auth: RawAuth,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    identity: crate::identity_config::RawIdentity,
+    #[serde(default)]
+    ldap: crate::identity_config::RawLdap,
+    #[serde(default)]
+    oidc: crate::identity_config::RawOidc,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -117,6 +123,12 @@ pub const KEYS: &[KeyDoc] = &[
     },
 ];
 
+/// Every key: the core ones and those of each feature's section.
+pub fn all_keys() -> impl Iterator<Item = &'static KeyDoc> {
+    KEYS.iter()
+        .chain(crate::identity_config::IDENTITY_KEYS.iter())
+}
+
 /// The configuration reference in Markdown.
 pub fn reference_markdown() -> String {
     let mut out = String::from(
@@ -128,7 +140,7 @@ pub fn reference_markdown() -> String {
          accepted for Kubernetes Secret volumes), never both.\n\n\
          | key | environment variable | default | meaning |\n|---|---|---|---|\n",
     );
-    for k in KEYS {
+    for k in all_keys() {
         let (section, name) = k.key.split_once('.').unwrap_or((k.key, ""));
         let env = format!(
             "KIOREX_{}__{}",
@@ -164,6 +176,7 @@ pub struct Config {
     pub token_ttl_seconds: i64,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub identity: kiorex_api::identity::IdentitySettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +196,7 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-fn err(key: &str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.to_owned(),
         problem: problem.into(),
@@ -336,6 +349,8 @@ fn validate(raw: Raw) -> Result<Config, Vec<ConfigError>> {
             LogFormat::Auto
         }
     };
+    let identity =
+        crate::identity_config::validate_identity(&mut errors, raw.identity, raw.ldap, raw.oidc);
     let log_level = raw.log.level.unwrap_or_else(|| "info".into());
     if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
         errors.push(err(
@@ -356,10 +371,17 @@ fn validate(raw: Raw) -> Result<Config, Vec<ConfigError>> {
         token_ttl_seconds,
         log_format,
         log_level,
+        identity,
     })
 }
 
-fn in_range(errors: &mut Vec<ConfigError>, key: &str, value: i64, min: i64, max: i64) -> i64 {
+pub(crate) fn in_range(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    value: i64,
+    min: i64,
+    max: i64,
+) -> i64 {
     if !(min..=max).contains(&value) {
         errors.push(err(
             key,
@@ -371,7 +393,7 @@ fn in_range(errors: &mut Vec<ConfigError>, key: &str, value: i64, min: i64, max:
 
 /// A secret from its value or from `<key>_file`, never both; the file must not be readable by
 /// other users (group read is allowed, for Kubernetes Secret volumes).
-fn secret(
+pub(crate) fn secret(
     errors: &mut Vec<ConfigError>,
     key: &str,
     value: Option<String>,
@@ -405,6 +427,19 @@ fn secret(
             String::new()
         }
     }
+}
+
+/// A secret that may be left out altogether.
+pub(crate) fn optional_secret(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    value: Option<String>,
+    file: Option<&Path>,
+) -> Option<String> {
+    if value.is_none() && file.is_none() {
+        return None;
+    }
+    Some(secret(errors, key, value, file))
 }
 
 fn section_of(key: &str) -> String {
@@ -510,9 +545,28 @@ mod tests {
 
     #[test]
     fn every_documented_key_is_accepted() {
-        for k in KEYS {
+        let ca =
+            std::env::temp_dir().join(format!("kiorex-config-test-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let ca = ca.display().to_string();
+        for k in all_keys() {
             let (section, name) = k.key.split_once('.').unwrap();
             let mut pairs = MINIMAL.to_vec();
+            // A directory or IdP key is only valid beside the keys its section requires.
+            match section {
+                "ldap" => pairs.extend([
+                    ("KIOREX_LDAP__URL", "ldaps://dc.example:636"),
+                    ("KIOREX_LDAP__BIND_DN", "cn=svc"),
+                    ("KIOREX_LDAP__BIND_PASSWORD", "pw"),
+                    ("KIOREX_LDAP__USER_BASE", "ou=Staff"),
+                ]),
+                "oidc" => pairs.extend([
+                    ("KIOREX_OIDC__ISSUER_URL", "https://idp.example"),
+                    ("KIOREX_OIDC__CLIENT_ID", "kiorex"),
+                    ("KIOREX_OIDC__REDIRECT_URL", "https://kiorex.example/cb"),
+                ]),
+                _ => {}
+            }
             let var = format!(
                 "KIOREX_{}__{}",
                 section.to_ascii_uppercase(),
@@ -526,6 +580,23 @@ mod tests {
                 "database.url" => "postgres://a@b/c",
                 "auth.token_signing_key" => "pem",
                 "server.max_body_bytes" => "2048",
+                "ldap.start_tls" => "false",
+                "ldap.ca_file" | "oidc.ca_file" => ca.as_str(),
+                "ldap.user_filter" => "(uid={username})",
+                "ldap.disabled_attribute" => "nsAccountLock=true",
+                "identity.trusted_proxies" => "127.0.0.1",
+                "oidc.scopes" => "openid groups",
+                "oidc.clock_skew_seconds" | "ldap.timeout_seconds" => "30",
+                "identity.session_absolute_hours" => "12",
+                key if key.ends_with("_url") => "https://x.example/y",
+                key if key.starts_with("ldap.") || key.starts_with("oidc.") => {
+                    if matches!(key, "ldap.allow_insecure" | "ldap.active_directory") {
+                        "true"
+                    } else {
+                        "value"
+                    }
+                }
+                "identity.require_care_relationship" => "false",
                 _ => "100",
             };
             pairs.retain(|(k, _)| *k != var);

@@ -2,6 +2,7 @@
 //! and the same configuration.
 
 mod config;
+mod identity_config;
 mod logging;
 
 use anyhow::{Context, Result, bail};
@@ -239,10 +240,12 @@ fn serve_core(config: config::Config) -> Result<()> {
                 max_body_bytes: config.max_body_bytes,
                 token_ttl_seconds: config.token_ttl_seconds,
             }),
+            identity: kiorex_api::identity::Identity::new(config.identity.clone())
+                .map_err(|e| anyhow::anyhow!("identity settings: {e}"))?,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {} (KX-NET-001)", config.listen))?;
         tracing::info!(listen = %config.listen, version = env!("CARGO_PKG_VERSION"), "core is serving");
-        axum::serve(listener, kiorex_api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        axum::serve(listener, kiorex_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("core stopped");
         Ok(())
     })

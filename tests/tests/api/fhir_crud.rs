@@ -144,6 +144,7 @@ async fn two_concurrent_updates_with_the_same_version_give_one_200_and_one_412()
 async fn vital_signs_are_interpreted_with_default_ranges() {
     let app = TestApp::spawn().await;
     let patient = app.patient("Vital", "Signs", "1950-05-05").await;
+    app.care_for(User::NurseA, &patient);
     let observation = |value: f64| {
         json!({"resourceType": "Observation", "status": "final",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],

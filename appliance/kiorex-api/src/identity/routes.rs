@@ -151,7 +151,7 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
 #[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest,
     responses((status = 200, body = SessionView), (status = 401, description = "Wrong credentials or second factor needed"),
               (status = 403, description = "Signed in but no role"), (status = 429, description = "Locked out")))]
-async fn login(
+pub(crate) async fn login(
     State(state): State<AppState>,
     rid: RequestId,
     origin: Origin,
@@ -221,7 +221,7 @@ pub struct LoggedOut {
 
 /// Ends the session (and tells where to end the IdP's).
 #[utoipa::path(post, path = "/api/v1/auth/logout", responses((status = 200, body = LoggedOut)))]
-async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     rid: RequestId,
     SessionCaller(live): SessionCaller,
@@ -260,7 +260,7 @@ async fn logout(
 /// The current session: who, which roles, the CSRF token and when it times out (the portal
 /// warns before it does).
 #[utoipa::path(get, path = "/api/v1/auth/session", responses((status = 200, body = SessionView)))]
-async fn current_session(
+pub(crate) async fn current_session(
     State(state): State<AppState>,
     SessionCaller(live): SessionCaller,
 ) -> Response {
