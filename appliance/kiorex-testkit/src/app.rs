@@ -83,6 +83,13 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with these sign-in settings (a directory, an IdP, timeouts).
     pub async fn spawn_with(identity: IdentitySettings) -> TestApp {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        TestApp::spawn_on(identity, listener).await
+    }
+
+    /// Like [`TestApp::spawn_with`], on a listener bound beforehand (when a peer, such as the
+    /// OpenID provider, must know Kiorex's address before Kiorex starts).
+    pub async fn spawn_on(identity: IdentitySettings, listener: std::net::TcpListener) -> TestApp {
         let database_url = tokio::task::spawn_blocking(crate::fresh_database)
             .await
             .expect("database");
@@ -103,9 +110,8 @@ impl TestApp {
             }),
             identity: Identity::new(identity).expect("identity settings"),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
         let address = listener.local_addr().expect("address");
         let base = format!("http://{address}");
         let state = AppState {
@@ -150,6 +156,11 @@ impl TestApp {
     pub async fn get(&self, user: User, path: &str) -> Reply {
         self.send(self.http.get(self.url(path)).bearer_auth(self.token(user)))
             .await
+    }
+
+    /// A GET without any credentials.
+    pub async fn get_anonymous(&self, path: &str) -> Reply {
+        self.send(self.http.get(self.url(path))).await
     }
 
     pub async fn post(&self, user: User, path: &str, body: &Value) -> Reply {

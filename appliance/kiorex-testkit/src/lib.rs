@@ -8,10 +8,12 @@
 //!   and a few staff accounts, plus typed helpers to call it as one of them.
 
 mod app;
+pub mod ldap;
+pub mod oidc;
 mod postgres;
 mod process;
 
-pub use app::{Reply, TestApp, User};
+pub use app::{PASSWORD as STAFF_PASSWORD, Reply, TestApp, User};
 pub use postgres::{Postgres, empty_database, fresh_database, postgres};
 pub use process::{ADMIN, ADMIN_PASSWORD, Core, Finished, Site};
 
