@@ -109,8 +109,12 @@ pub fn upsert_user(
     password: &str,
     roles: &[(String, Role)],
 ) -> Result<Uuid, String> {
-    if password.chars().count() < 12 {
-        return Err("the password must be at least 12 characters long".into());
+    let problems = kiorex_domain::identity::password_problems(username, password);
+    if !problems.is_empty() {
+        return Err(format!(
+            "choose another password: {} (KX-AUTH-011)",
+            problems.join("; ")
+        ));
     }
     let mut grants = Vec::new();
     for (code, role) in roles {

@@ -218,9 +218,8 @@ pub fn audit_event(e: &AuditEntry) -> Value {
         entity.push(json!({"what": {"reference": format!("Patient/{}", e.patient_id)},
             "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"}}));
     }
-    if !e.resource_type.is_empty()
-        && !(e.resource_type == "Patient" && e.resource_id == e.patient_id)
-    {
+    let is_the_patient = e.resource_type == "Patient" && e.resource_id == e.patient_id;
+    if !e.resource_type.is_empty() && !is_the_patient {
         entity
             .push(json!({"what": {"reference": format!("{}/{}", e.resource_type, e.resource_id)}}));
     }

@@ -33,7 +33,7 @@ pub fn password_problems(username: &str, password: &str) -> Vec<String> {
 
 /// Fragments of the passwords most tried in credential-stuffing lists.
 const COMMON_PASSWORDS: &[&str] = &[
-    "password", "passw0rd", "123456", "qwerty", "letmein", "welcome", "hospital", "admin",
+    "password", "passw0rd", "123456", "qwerty", "letmein", "welcome",
 ];
 
 /// Failed sign-ins allowed before an account is locked, and before a source address is.
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn short_or_guessable_passwords_are_refused_with_reasons() {
-        assert!(password_problems("nurse.a", "tiny").len() >= 1);
+        assert!(!password_problems("nurse.a", "tiny").is_empty());
         assert!(
             password_problems("nurse.a", "Password123456!")
                 .iter()

@@ -13,7 +13,7 @@ pub struct Site {
 }
 
 pub const ADMIN: &str = "admin";
-pub const ADMIN_PASSWORD: &str = "site-admin-password-1";
+pub const ADMIN_PASSWORD: &str = "site-chief-Secret-81";
 
 impl Site {
     /// A migrated database with facility `GEN` and a local administrator.

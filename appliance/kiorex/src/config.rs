@@ -581,6 +581,7 @@ mod tests {
                 "auth.token_signing_key" => "pem",
                 "server.max_body_bytes" => "2048",
                 "ldap.start_tls" => "false",
+                "ldap.url" => "ldaps://dc2.example:636",
                 "ldap.ca_file" | "oidc.ca_file" => ca.as_str(),
                 "ldap.user_filter" => "(uid={username})",
                 "ldap.disabled_attribute" => "nsAccountLock=true",
@@ -597,6 +598,8 @@ mod tests {
                     }
                 }
                 "identity.require_care_relationship" => "false",
+                "identity.client_token_ttl_seconds" | "identity.lockout_max_seconds" => "300",
+                key if key.starts_with("identity.") => "10",
                 _ => "100",
             };
             pairs.retain(|(k, _)| *k != var);
@@ -606,6 +609,45 @@ mod tests {
                 "{} is documented but refused",
                 k.key
             );
+        }
+    }
+
+    #[test]
+    fn the_identity_examples_in_the_docs_are_valid_configurations() {
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/ops/identity.md"),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["ldap-bind-password", "oidc-client-secret"] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "s3cret").unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        std::fs::write(
+            dir.path().join("hospital-ca.pem"),
+            "-----BEGIN CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let blocks: Vec<&str> = doc
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert!(blocks.len() >= 4, "the examples are missing");
+        for block in blocks {
+            let text = block
+                .replace(
+                    "/etc/kiorex/secrets/",
+                    &format!("{}/", dir.path().display()),
+                )
+                .replace("/etc/kiorex/ca/", &format!("{}/", dir.path().display()));
+            let file = dir.path().join("example.toml");
+            std::fs::write(&file, &text).unwrap();
+            if let Err(errors) = load(Some(&file), &env(MINIMAL)) {
+                panic!("docs/ops/identity.md example refused: {errors:?}\n{text}");
+            }
         }
     }
 
