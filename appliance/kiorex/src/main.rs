@@ -317,6 +317,7 @@ fn configtest(config: &config::Config, output: Output) -> Result<()> {
         }
     });
     checks.push(("database", database.map_err(|e| e.to_string())));
+    checks.extend(identity_checks(&config.identity));
     let failed = checks.iter().any(|(_, r)| r.is_err());
     match output {
         Output::Json => {
@@ -343,6 +344,30 @@ fn configtest(config: &config::Config, output: Output) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// The directory and the IdP, when configured, checked from this node.
+fn identity_checks(
+    settings: &kiorex_api::identity::IdentitySettings,
+) -> Vec<(&'static str, Result<String, String>)> {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    let mut checks = Vec::new();
+    if let Some(ldap) = &settings.ldap {
+        let result = runtime.block_on(kiorex_api::identity::ldap::check_service_account(ldap));
+        checks.push(("ldap", result));
+    }
+    if let Some(oidc) = &settings.oidc {
+        let result = kiorex_api::identity::oidc::OidcClient::new(oidc.clone())
+            .map(|client| runtime.block_on(client.check()))
+            .unwrap_or_else(Err);
+        checks.push(("oidc", result));
+    }
+    checks
 }
 
 fn audit_verify(config: &config::Config, output: Output) -> Result<()> {

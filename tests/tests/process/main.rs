@@ -336,3 +336,42 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
     );
     assert!(up(&["--stop"]).status.success());
 }
+
+#[test]
+fn configtest_checks_the_directory_from_this_node() {
+    let slapd = kiorex_testkit::ldap::Slapd::start();
+    let site = Site::with_admin();
+    let ca = slapd.dir().join("ca.pem");
+    let run = |password: &str| {
+        let out = site
+            .command(&["configtest", "--output", "json"])
+            .env("KIOREX_LDAP__URL", &slapd.ldaps_url)
+            .env("KIOREX_LDAP__CA_FILE", &ca)
+            .env("KIOREX_LDAP__BIND_DN", kiorex_testkit::ldap::SERVICE_DN)
+            .env("KIOREX_LDAP__BIND_PASSWORD", password)
+            .env("KIOREX_LDAP__USER_BASE", kiorex_testkit::ldap::BASE)
+            .output()
+            .expect("configtest");
+        let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let ldap = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "ldap")
+            .cloned()
+            .expect("an ldap check");
+        (out.status.success(), ldap)
+    };
+    let (ok, check) = run(kiorex_testkit::ldap::SERVICE_PASSWORD);
+    assert!(ok, "{check}");
+    assert_eq!(check["status"], "pass");
+    let (ok, check) = run("wrong-password");
+    assert!(!ok);
+    assert!(
+        check["message"]
+            .as_str()
+            .unwrap()
+            .contains("service account"),
+        "{check}"
+    );
+}

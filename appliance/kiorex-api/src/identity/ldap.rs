@@ -198,3 +198,17 @@ pub fn tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, DirectoryE
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
+
+/// For `kiorex configtest`: the directory answers over TLS and the service account binds.
+pub async fn check_service_account(settings: &LdapSettings) -> Result<String, String> {
+    let mut ldap = connect(settings).await.map_err(|e| format!("{e:?}"))?;
+    ldap.simple_bind(&settings.bind_dn, &settings.bind_password)
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| format!("the service account cannot bind: {e}"))?;
+    let _ = ldap.unbind().await;
+    Ok(format!(
+        "{} answers; the service account binds",
+        settings.url
+    ))
+}

@@ -151,6 +151,14 @@ impl OidcClient {
         Ok(d)
     }
 
+    /// For `kiorex configtest`: discovery and the key set can be fetched.
+    pub async fn check(&self) -> Result<String, String> {
+        match self.discovered(true).await {
+            Ok(_) => Ok(format!("{} discovered", self.settings.issuer_url)),
+            Err(OidcError::Unavailable(why) | OidcError::Rejected(why)) => Err(why),
+        }
+    }
+
     /// The IdP's authorization URL with a fresh state, nonce and PKCE challenge.
     pub async fn begin(&self) -> Result<Redirect, OidcError> {
         let d = self.discovered(false).await?;
