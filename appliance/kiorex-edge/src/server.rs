@@ -36,6 +36,9 @@ pub struct Edge {
     pub metrics: Arc<Metrics>,
 }
 
+/// The route name of the edge's own health endpoints (answered, not forwarded).
+const HEALTH: &str = "health";
+
 /// What the log line of a request says: never the path or query (they can hold patient
 /// identifiers), only the route, the scope (a resource type) and the client.
 #[derive(Default)]
@@ -82,7 +85,9 @@ impl Edge {
         let mut log = LogFields::default();
         let mut response = match self.route(peer, &request_id, request, &mut log).await {
             Ok(response) => {
-                self.metrics.forwarded(started.elapsed());
+                if log.route.as_deref() != Some(HEALTH) {
+                    self.metrics.forwarded(started.elapsed());
+                }
                 response
             }
             Err(reject) => {
@@ -119,6 +124,7 @@ impl Edge {
             .map_err(|retry_after_secs| Reject::RateLimited { retry_after_secs })?;
         let path = request.uri().path();
         if request.method() == Method::GET && path.starts_with("/health/") {
+            log.route = Some(HEALTH.into());
             return match path {
                 "/health/live" => Ok(json(StatusCode::OK, j!({"status": "pass"}))),
                 "/health/ready" => Ok(self.ready().await),

@@ -8,6 +8,8 @@
 //!   and a few staff accounts, plus typed helpers to call it as one of them.
 
 mod app;
+pub mod edge;
+pub mod pki;
 mod postgres;
 mod process;
 

@@ -17,6 +17,10 @@ struct Raw {
     auth: RawAuth,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    edge: crate::edge_config::RawEdge,
+    #[serde(default)]
+    core: crate::edge_config::RawCore,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -128,13 +132,8 @@ pub fn reference_markdown() -> String {
          accepted for Kubernetes Secret volumes), never both.\n\n\
          | key | environment variable | default | meaning |\n|---|---|---|---|\n",
     );
-    for k in KEYS {
-        let (section, name) = k.key.split_once('.').unwrap_or((k.key, ""));
-        let env = format!(
-            "KIOREX_{}__{}",
-            section.to_ascii_uppercase(),
-            name.to_ascii_uppercase()
-        );
+    for k in KEYS.iter().chain(crate::edge_config::KEYS) {
+        let env = format!("KIOREX_{}", k.key.to_ascii_uppercase().replace('.', "__"));
         let (key, env) = if k.secret {
             (
                 format!("`{0}` or `{0}_file`", k.key),
@@ -164,6 +163,10 @@ pub struct Config {
     pub token_ttl_seconds: i64,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// `[edge]`: what `serve edge` reads.
+    pub edge: crate::edge_config::EdgeConfig,
+    /// `[core.internal]`: core's mutual-TLS listener for the edge, when configured.
+    pub core_internal: Option<kiorex_edge::InternalSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +186,7 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-fn err(key: &str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.to_owned(),
         problem: problem.into(),
@@ -192,6 +195,30 @@ fn err(key: &str, problem: impl Into<String>) -> ConfigError {
 
 /// Reads the file (if any) and the environment, and validates.
 pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
+    load_for(file, env, true)
+}
+
+/// The same, for `serve edge`: the edge has no database, so `database.url` is not required, and
+/// it is refused when present (the edge must hold no database credentials).
+pub fn load_for_edge(
+    file: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<Config, Vec<ConfigError>> {
+    let config = load_for(file, env, false)?;
+    if !config.database_url.is_empty() {
+        return Err(vec![err(
+            "database.url",
+            "is set, but the edge must hold no database credentials (KX-CFG-002): give `serve edge` a configuration without [database]",
+        )]);
+    }
+    Ok(config)
+}
+
+fn load_for(
+    file: Option<&Path>,
+    env: &[(String, String)],
+    needs_database: bool,
+) -> Result<Config, Vec<ConfigError>> {
     let mut table = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -213,7 +240,7 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, Vec
     let raw: Raw = toml::Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| vec![err("config", plain(&e.to_string()))])?;
-    validate(raw)
+    validate(raw, needs_database)
 }
 
 fn plain(message: &str) -> String {
@@ -230,28 +257,36 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), Co
         let Some(path) = name.strip_prefix("KIOREX_") else {
             continue;
         };
-        let Some((section, key)) = path.split_once("__") else {
+        // KIOREX_CORE__INTERNAL__LISTEN sets core.internal.listen.
+        let mut names: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        if names.len() < 2 {
             continue;
-        };
-        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        }
+        let key = names.pop().expect("two names at least");
         let value = format!("v = {value}")
             .parse::<toml::Table>()
             .ok()
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(value.clone()));
-        let entry = table
-            .entry(section.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let toml::Value::Table(section_table) = entry else {
-            return Err(err(name, format!("{section} is not a section")));
-        };
+        let mut section_table = &mut *table;
+        for section in names {
+            let entry = section_table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(inner) = entry else {
+                return Err(err(name, format!("{section} is not a section")));
+            };
+            section_table = inner;
+        }
         section_table.insert(key, value);
     }
     Ok(())
 }
 
-fn validate(raw: Raw) -> Result<Config, Vec<ConfigError>> {
+fn validate(raw: Raw, needs_database: bool) -> Result<Config, Vec<ConfigError>> {
     let mut errors = Vec::new();
+    let edge = crate::edge_config::validate_edge(raw.edge, &mut errors);
+    let core_internal = crate::edge_config::validate_internal(raw.core, &mut errors);
     let listen = raw.server.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
     let listen = listen
         .parse()
@@ -296,12 +331,17 @@ fn validate(raw: Raw) -> Result<Config, Vec<ConfigError>> {
         60,
         86_400,
     );
-    let database_url = secret(
-        &mut errors,
-        "database.url",
-        raw.database.url,
-        raw.database.url_file.as_deref(),
-    );
+    let database_url =
+        if needs_database || raw.database.url.is_some() || raw.database.url_file.is_some() {
+            secret(
+                &mut errors,
+                "database.url",
+                raw.database.url,
+                raw.database.url_file.as_deref(),
+            )
+        } else {
+            String::new()
+        };
     if !database_url.is_empty()
         && !database_url.starts_with("postgres://")
         && !database_url.starts_with("postgresql://")
@@ -356,6 +396,8 @@ fn validate(raw: Raw) -> Result<Config, Vec<ConfigError>> {
         token_ttl_seconds,
         log_format,
         log_level,
+        edge,
+        core_internal,
     })
 }
 
@@ -510,14 +552,9 @@ mod tests {
 
     #[test]
     fn every_documented_key_is_accepted() {
-        for k in KEYS {
-            let (section, name) = k.key.split_once('.').unwrap();
+        for k in KEYS.iter().chain(crate::edge_config::KEYS) {
             let mut pairs = MINIMAL.to_vec();
-            let var = format!(
-                "KIOREX_{}__{}",
-                section.to_ascii_uppercase(),
-                name.to_ascii_uppercase()
-            );
+            let var = format!("KIOREX_{}", k.key.to_ascii_uppercase().replace('.', "__"));
             let value = match k.key {
                 "server.listen" => "127.0.0.1:9000",
                 "server.base_url" => "https://kiorex.example",
@@ -526,10 +563,35 @@ mod tests {
                 "database.url" => "postgres://a@b/c",
                 "auth.token_signing_key" => "pem",
                 "server.max_body_bytes" => "2048",
+                "edge.listen" | "edge.admin_listen" => "127.0.0.1:9443",
+                "edge.allow_tls12" => "true",
+                "edge.core_url" => "https://127.0.0.1:9444",
+                "edge.routes" => "[{prefix = \"/fhir\", methods = [\"GET\"], scope = \"fhir\"}]",
+                "edge.max_header_bytes" => "8192",
+                "edge.max_body_bytes" => "4096",
+                k if k.ends_with("_file") => "/etc/kiorex/x.pem",
+                "core.internal.listen" => "127.0.0.1:9445",
+                "core.internal.allowed_client_names" => "[\"edge.kiorex.internal\"]",
                 _ => "100",
             };
             pairs.retain(|(k, _)| *k != var);
             pairs.push((&var, value));
+            // [core.internal] is all or nothing: give the other keys too.
+            if k.key.starts_with("core.internal.") {
+                for (other, v) in [
+                    ("KIOREX_CORE__INTERNAL__LISTEN", "127.0.0.1:9445"),
+                    ("KIOREX_CORE__INTERNAL__CERT_FILE", "/etc/kiorex/c.pem"),
+                    ("KIOREX_CORE__INTERNAL__KEY_FILE", "/etc/kiorex/k.pem"),
+                    (
+                        "KIOREX_CORE__INTERNAL__CLIENT_CA_FILE",
+                        "/etc/kiorex/ca.pem",
+                    ),
+                ] {
+                    if other != var {
+                        pairs.push((other, v));
+                    }
+                }
+            }
             assert!(
                 load(None, &env(&pairs)).is_ok(),
                 "{} is documented but refused",
