@@ -111,8 +111,13 @@ pub struct Listener {
 pub enum Keying {
     /// Each zone's networks (CIDR), e.g. `10.20.1.0/24`. The internet has none: "anywhere".
     Address(Vec<(Zone, Vec<String>)>),
-    /// One host: the system user id each zone's processes run as.
-    SocketOwner(Vec<(Zone, u32)>),
+    /// One host: the system user id each zone's processes run as (zones that share a user
+    /// cannot be told apart and must not be listed), and the LAN networks allowed to reach
+    /// core's LAN port from outside the host.
+    SocketOwner {
+        owners: Vec<(Zone, u32)>,
+        lan: Vec<String>,
+    },
 }
 
 /// The deployment: where services listen and how zones are told apart.
@@ -156,7 +161,7 @@ pub const TABLE: &str = "kiorex_zones";
 pub fn render(plan: &Plan) -> String {
     let rules = match &plan.keying {
         Keying::Address(networks) => address_rules(plan, networks),
-        Keying::SocketOwner(owners) => return owner_ruleset(plan, owners),
+        Keying::SocketOwner { owners, lan } => return owner_ruleset(plan, owners, lan),
     };
     let mut out = header();
     for chain in ["input", "output"] {
@@ -243,7 +248,7 @@ fn address_rules(plan: &Plan, networks: &[(Zone, Vec<String>)]) -> Vec<String> {
 
 /// One host: the input chain accepts from outside only the edge's TLS port (and nothing else
 /// of Kiorex's); the output chain lets each role's user connect only to what its zone may reach.
-fn owner_ruleset(plan: &Plan, owners: &[(Zone, u32)]) -> String {
+fn owner_ruleset(plan: &Plan, owners: &[(Zone, u32)], lan: &[String]) -> String {
     let port_of = |s: Service| {
         plan.listeners
             .iter()
@@ -260,6 +265,13 @@ fn owner_ruleset(plan: &Plan, owners: &[(Zone, u32)]) -> String {
         let _ = writeln!(
             out,
             "    tcp dport {edge} accept comment \"internet -> edge-tls\""
+        );
+    }
+    if let Some(core) = port_of(Service::CoreLan).filter(|_| !lan.is_empty()) {
+        let _ = writeln!(
+            out,
+            "    ip saddr {} tcp dport {core} accept comment \"LAN -> core-lan\"",
+            set(lan)
         );
     }
     let _ = writeln!(
@@ -355,7 +367,10 @@ mod tests {
     fn one_host_keys_on_the_socket_owner() {
         let ruleset = render(&Plan {
             listeners: Plan::standard_listeners(),
-            keying: Keying::SocketOwner(vec![(Zone::Dmz, 990), (Zone::Clinical, 991)]),
+            keying: Keying::SocketOwner {
+                owners: vec![(Zone::Dmz, 990), (Zone::Clinical, 991)],
+                lan: vec!["192.168.0.0/16".into()],
+            },
         });
         assert!(
             ruleset.contains("meta skuid 990 tcp dport 9443 accept"),
@@ -366,5 +381,7 @@ mod tests {
             ruleset.contains("meta skuid 991 tcp dport { 5432, 7480, 7700, 389, 636, 443 } accept")
         );
         assert!(ruleset.contains("tcp dport 8443 accept"));
+        assert!(ruleset.contains("ip saddr 192.168.0.0/16 tcp dport 8080 accept"));
+        assert!(ruleset.contains("iifname != \"lo\" tcp dport { 8443, 9443, 8080, 5432"));
     }
 }

@@ -321,4 +321,14 @@ fn the_generated_ruleset_enforces_the_zone_table() {
         "PostgreSQL did not answer core: {answer:?}"
     );
     drop(postgres);
+
+    // The single-node form (keyed by socket owner, what `kiorexctl up` writes) loads too.
+    let single_node = kiorex_zones::render(&Plan {
+        listeners: Plan::standard_listeners(),
+        keying: Keying::SocketOwner {
+            owners: vec![(Zone::Dmz, 65_533), (Zone::Clinical, 65_532)],
+            lan: vec!["192.168.0.0/16".into()],
+        },
+    });
+    zones.internet.nft(&single_node);
 }
