@@ -38,6 +38,44 @@ pub enum Command {
     Run(RunArgs),
     /// Print one synthetic transaction Bundle as JSON, without contacting any server.
     Sample(SampleArgs),
+    /// Measure what the DMZ edge costs: the same FHIR read against core directly and through
+    /// the edge (TLS, checks, mutual TLS to core), requests/s and p99 side by side. For test
+    /// installations: it signs a token with the installation's key.
+    Edge(EdgeArgs),
+}
+
+#[derive(Args)]
+pub struct EdgeArgs {
+    /// Core's LAN address, plain HTTP, e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    pub core_url: String,
+    /// The edge's address, e.g. https://localhost:8443
+    #[arg(long)]
+    pub edge_url: String,
+    /// The CA certificate (PEM) that signed the edge's certificate
+    #[arg(long)]
+    pub edge_ca_file: std::path::PathBuf,
+    /// The installation's token signing key (PEM), to sign a token both edge and core accept.
+    /// Test installations only
+    #[arg(long)]
+    pub signing_key_file: std::path::PathBuf,
+    /// Staff user allowed to create and read patients
+    #[arg(long, env = "KIOREX_BENCH_USER")]
+    pub user: String,
+    /// Password of that user (prefer the environment variable)
+    #[arg(long, env = "KIOREX_BENCH_PASSWORD", hide_env_values = true)]
+    pub password: String,
+    /// Simultaneous clients
+    #[arg(long, default_value_t = 16, value_parser = at_least_one())]
+    pub concurrency: usize,
+    /// How long each path is measured
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured warm-up before each path
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 /// How to reach and log in to the server.

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod edge;
 mod load;
 mod report;
 mod run;
@@ -21,6 +22,7 @@ async fn main() -> ExitCode {
         Command::Load(args) => load::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Sample(args) => sample(&args),
+        Command::Edge(args) => edge::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,10 @@
 //! Single-node mode: PostgreSQL in the data directory (on a Unix socket only, password auth),
-//! `kiorex migrate`, a demo facility and administrator, `kiorex serve core`, and synthetic
-//! patients on first start. Safe to run again: what exists is reused.
+//! `kiorex migrate`, a demo facility and administrator, `kiorex serve core` (with its internal
+//! mutual-TLS listener), `kiorex serve edge` beside it as a separate process with no database
+//! settings, the nftables ruleset for the zones, and synthetic patients on first start. Safe to
+//! run again: what exists is reused.
+
+mod pki;
 
 use crate::Output;
 use anyhow::{Context, Result, bail};
@@ -23,6 +27,18 @@ pub struct UpArgs {
     /// Port of the core API.
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// Port of the edge (TLS), the way in for partners; it listens on the same address as core.
+    #[arg(long, default_value_t = 8443)]
+    edge_port: u16,
+    /// Port of core's internal mutual-TLS listener for the edge (always on 127.0.0.1).
+    #[arg(long, default_value_t = 9443)]
+    internal_port: u16,
+    /// Port of the edge's metrics and health (plain HTTP, on 127.0.0.1).
+    #[arg(long, default_value_t = 9464)]
+    edge_admin_port: u16,
+    /// Do not start the edge.
+    #[arg(long)]
+    no_edge: bool,
     /// Synthetic patients (with encounters, vitals, diagnoses …) to load on first start; 0 for none.
     #[arg(long, default_value_t = 300)]
     demo_patients: usize,
@@ -63,6 +79,15 @@ impl Layout {
     fn core_pid(&self) -> PathBuf {
         self.root.join("core.pid")
     }
+    fn edge_pid(&self) -> PathBuf {
+        self.root.join("edge.pid")
+    }
+    fn pki(&self) -> PathBuf {
+        self.root.join("pki")
+    }
+    fn ruleset(&self) -> PathBuf {
+        self.root.join("nftables/kiorex-zones.nft")
+    }
 }
 
 pub fn run(args: UpArgs) -> Result<()> {
@@ -81,14 +106,19 @@ pub fn run(args: UpArgs) -> Result<()> {
     progress.step("PostgreSQL");
     let database_url = start_postgres(&layout, &bin)?;
     let key = layout.secrets().join("token-signing-key.pem");
+    progress.step("certificates");
+    let certs = pki::ensure(&layout.pki())?;
     let env = CoreEnv {
         database_url,
         key: key.clone(),
         listen: format!("{}:{}", args.listen, args.port),
+        internal: internal_env(&args, &certs),
     };
     if !key.exists() {
         env.kiorex(&kiorex, &["keygen", "--out", path(&key)?])?;
     }
+    let public_key = layout.secrets().join("token-public-key.pem");
+    write_public_key(&key, &public_key)?;
     progress.step("database migrations");
     env.kiorex(&kiorex, &["migrate"])?;
     progress.step("demo facility and administrator");
@@ -131,7 +161,19 @@ pub fn run(args: UpArgs) -> Result<()> {
         },
         args.port
     );
-    wait_ready(&base, &mut core)?;
+    wait_ready(&base, &mut core, "core")?;
+    write_ruleset(&args, &layout)?;
+    let mut edge = None;
+    if !args.no_edge {
+        progress.step("edge");
+        let mut child = start_edge(&kiorex, &layout, &args, &certs, &public_key)?;
+        let health = format!("http://127.0.0.1:{}", args.edge_admin_port);
+        if let Err(e) = wait_ready(&health, &mut child, "edge") {
+            terminate(&mut core);
+            return Err(e);
+        }
+        edge = Some(child);
+    }
     let marker = layout.root.join("demo-loaded");
     if args.demo_patients > 0 && !marker.exists() {
         progress.step(&format!("loading {} demo patients", args.demo_patients));
@@ -146,10 +188,16 @@ pub fn run(args: UpArgs) -> Result<()> {
     report(&args, &layout, &base, &password);
     if args.detach {
         std::fs::write(layout.core_pid(), core.id().to_string())?;
+        if let Some(edge) = &edge {
+            std::fs::write(layout.edge_pid(), edge.id().to_string())?;
+        }
         return Ok(());
     }
     wait_for_stop_signal();
     eprintln!("stopping …");
+    if let Some(edge) = edge.as_mut() {
+        terminate(edge);
+    }
     terminate(&mut core);
     stop_postgres(&layout, &bin);
     Ok(())
@@ -177,11 +225,13 @@ impl Steps {
 
 fn report(args: &UpArgs, layout: &Layout, base: &str, password: &str) {
     let password_file = layout.secrets().join("admin-password");
+    let edge = (!args.no_edge).then(|| format!("https://localhost:{}", args.edge_port));
     match args.output {
         Output::Json => println!(
             "{}",
             json!({"url": base, "fhir": format!("{base}/fhir"), "openapi": format!("{base}/api/v1/openapi.json"),
-                   "username": ADMIN, "password_file": password_file, "facility": FACILITY_CODE, "data_dir": layout.root, "detached": args.detach})
+                   "username": ADMIN, "password_file": password_file, "facility": FACILITY_CODE, "data_dir": layout.root, "detached": args.detach,
+                   "edge": edge, "edge_ca_file": layout.pki().join("public-ca.pem"), "nftables_ruleset": layout.ruleset()})
         ),
         Output::Text => {
             println!();
@@ -198,6 +248,16 @@ fn report(args: &UpArgs, layout: &Layout, base: &str, password: &str) {
             );
             println!(
                 "                   -d '{{\"username\":\"{ADMIN}\",\"password\":\"{password}\"}}'"
+            );
+            if let Some(edge) = &edge {
+                println!(
+                    "  Edge (DMZ):    {edge}/fhir/metadata   (partner FHIR API; CA: {})",
+                    layout.pki().join("public-ca.pem").display()
+                );
+            }
+            println!(
+                "  Zone firewall: {}   (apply with: sudo nft -f <that file>)",
+                layout.ruleset().display()
             );
             println!("  Data and logs: {}", layout.root.display());
             if args.detach {
@@ -447,6 +507,133 @@ struct CoreEnv {
     database_url: String,
     key: PathBuf,
     listen: String,
+    /// `[core.internal]`: the listener the edge forwards to.
+    internal: Vec<(String, String)>,
+}
+
+fn internal_env(args: &UpArgs, certs: &pki::Files) -> Vec<(String, String)> {
+    if args.no_edge {
+        return Vec::new();
+    }
+    let file = |p: &Path| p.display().to_string();
+    vec![
+        (
+            "KIOREX_CORE__INTERNAL__LISTEN".into(),
+            format!("127.0.0.1:{}", args.internal_port),
+        ),
+        (
+            "KIOREX_CORE__INTERNAL__CERT_FILE".into(),
+            file(&certs.core_cert),
+        ),
+        (
+            "KIOREX_CORE__INTERNAL__KEY_FILE".into(),
+            file(&certs.core_key),
+        ),
+        (
+            "KIOREX_CORE__INTERNAL__CLIENT_CA_FILE".into(),
+            file(&certs.internal_ca),
+        ),
+        (
+            "KIOREX_CORE__INTERNAL__ALLOWED_CLIENT_NAMES".into(),
+            format!("[\"{}\"]", pki::EDGE_CLIENT_NAME),
+        ),
+    ]
+}
+
+/// The edge verifies tokens with core's public key only.
+fn write_public_key(private: &Path, public: &Path) -> Result<()> {
+    use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    let pem = std::fs::read_to_string(private)?;
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", private.display()))?;
+    let public_pem = key
+        .verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(public, public_pem)?;
+    Ok(())
+}
+
+/// `kiorex serve edge` with its own environment: no database URL, no signing key.
+fn start_edge(
+    kiorex: &Path,
+    layout: &Layout,
+    args: &UpArgs,
+    certs: &pki::Files,
+    public_key: &Path,
+) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(layout.logs().join("edge.log"))?;
+    let mut cmd = Command::new(kiorex);
+    cmd.args(["serve", "edge"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env(
+            "KIOREX_EDGE__LISTEN",
+            format!("{}:{}", args.listen, args.edge_port),
+        )
+        .env(
+            "KIOREX_EDGE__ADMIN_LISTEN",
+            format!("127.0.0.1:{}", args.edge_admin_port),
+        )
+        .env("KIOREX_EDGE__CERT_FILE", &certs.edge_cert)
+        .env("KIOREX_EDGE__KEY_FILE", &certs.edge_key)
+        .env(
+            "KIOREX_EDGE__CORE_URL",
+            format!("https://127.0.0.1:{}", args.internal_port),
+        )
+        .env("KIOREX_EDGE__CORE_CA_FILE", &certs.internal_ca)
+        .env("KIOREX_EDGE__CLIENT_CERT_FILE", &certs.edge_client_cert)
+        .env("KIOREX_EDGE__CLIENT_KEY_FILE", &certs.edge_client_key)
+        .env("KIOREX_EDGE__TOKEN_PUBLIC_KEY_FILE", public_key)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if args.detach {
+        cmd.process_group(0);
+    }
+    Ok(cmd.spawn()?)
+}
+
+/// Writes the zone ruleset for this host. On one host every role runs as this user, so the
+/// ruleset keys on ports seen from outside: the edge's TLS port is open, core's LAN port only to
+/// private networks and only when core listens beyond loopback, every other Kiorex port is
+/// closed to anything but loopback. It is written, not loaded: loading a firewall is the
+/// administrator's decision (`sudo nft -f`).
+fn write_ruleset(args: &UpArgs, layout: &Layout) -> Result<()> {
+    use kiorex_zones::{Keying, Plan, Service};
+    let mut listeners = Plan::standard_listeners();
+    listeners.retain(|l| l.service != Service::Postgres); // a Unix socket here, not TCP
+    for l in &mut listeners {
+        match l.service {
+            Service::EdgeTls => l.port = args.edge_port,
+            Service::CoreInternal => l.port = args.internal_port,
+            Service::CoreLan => l.port = args.port,
+            Service::Metrics => l.port = args.edge_admin_port,
+            _ => {}
+        }
+    }
+    let loopback = args.listen.starts_with("127.") || args.listen == "::1";
+    let lan = if loopback {
+        Vec::new()
+    } else {
+        ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+            .map(String::from)
+            .to_vec()
+    };
+    let ruleset = kiorex_zones::render(&Plan {
+        listeners,
+        keying: Keying::SocketOwner {
+            owners: Vec::new(),
+            lan,
+        },
+    });
+    let file = layout.ruleset();
+    std::fs::create_dir_all(file.parent().context("ruleset directory")?)?;
+    std::fs::write(&file, ruleset)?;
+    Ok(())
 }
 
 impl CoreEnv {
@@ -456,6 +643,7 @@ impl CoreEnv {
             .env("KIOREX_DATABASE__URL", self.database_url.trim())
             .env("KIOREX_AUTH__TOKEN_SIGNING_KEY_FILE", &self.key)
             .env("KIOREX_SERVER__LISTEN", &self.listen)
+            .envs(self.internal.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         cmd
     }
@@ -488,7 +676,7 @@ impl CoreEnv {
     }
 }
 
-fn wait_ready(base: &str, core: &mut Child) -> Result<()> {
+fn wait_ready(base: &str, core: &mut Child, role: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -508,13 +696,16 @@ fn wait_ready(base: &str, core: &mut Child) -> Result<()> {
     while Instant::now() < deadline {
         if let Some(status) = core.try_wait()? {
             bail!(
-                "kiorex serve core exited ({status}) before becoming ready; see its log in the data directory (logs/core.log)"
+                "kiorex serve {role} exited ({status}) before becoming ready; see its log in the data directory (logs/{role}.log)"
             );
         }
         if ready() {
             return Ok(());
         }
         std::thread::park_timeout(Duration::from_millis(100));
+    }
+    if role == "edge" {
+        bail!("kiorex serve edge did not become ready within 60 s (KX-UP-005); see logs/edge.log")
     }
     bail!("kiorex serve core did not become ready within 60 s (KX-UP-004); see logs/core.log")
 }
@@ -601,12 +792,14 @@ fn terminate(core: &mut Child) {
 }
 
 fn stop(layout: &Layout, args: &UpArgs) -> Result<()> {
-    if let Ok(pid) = std::fs::read_to_string(layout.core_pid()) {
-        if let Ok(pid) = pid.trim().parse::<i32>() {
-            // SAFETY: signalling the core we started; a stale pid gets ESRCH.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+    for pid_file in [layout.edge_pid(), layout.core_pid()] {
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: signalling a role we started; a stale pid gets ESRCH.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let _ = std::fs::remove_file(&pid_file);
         }
-        let _ = std::fs::remove_file(layout.core_pid());
     }
     stop_postgres(layout, &postgres_bin()?);
     match args.output {

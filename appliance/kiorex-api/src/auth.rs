@@ -246,6 +246,16 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     }
 }
 
+/// The public key (SPKI PEM) of an Ed25519 private key, for the edge, which verifies tokens
+/// without being able to sign them.
+pub fn public_key_pem(private_pem: &str) -> Result<String, String> {
+    SigningKey::from_pkcs8_pem(private_pem)
+        .map_err(|e| format!("not an Ed25519 PKCS#8 private key: {e}"))?
+        .verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| e.to_string())
+}
+
 /// Generates a new Ed25519 signing key as PKCS#8 PEM (for `kiorex keygen` and tests).
 pub fn generate_signing_key_pem() -> Result<String, String> {
     use ed25519_dalek::pkcs8::EncodePrivateKey;

@@ -8,8 +8,10 @@
 //!   and a few staff accounts, plus typed helpers to call it as one of them.
 
 mod app;
+pub mod edge;
 pub mod ldap;
 pub mod oidc;
+pub mod pki;
 mod postgres;
 mod process;
 

@@ -117,6 +117,14 @@ fn command(program: &Path, user: Option<(u32, u32)>) -> Command {
 
 impl Postgres {
     fn start() -> Result<Postgres, String> {
+        Postgres::start_on(crate::free_port(), "127.0.0.1")
+    }
+
+    /// A separate cluster on `port`, listening on `listen_addresses` (a PostgreSQL list, e.g.
+    /// `127.0.0.1,10.77.4.2`), migrated like the shared one and stopped when dropped. It starts
+    /// in the calling thread's network namespace, which the zone tests use to put it in the
+    /// data zone.
+    pub fn start_on(port: u16, listen_addresses: &str) -> Result<Postgres, String> {
         let bin = pg_bin();
         let user = run_as();
         let dir = std::env::temp_dir().join(format!("kiorex-pg-{}", uuid::Uuid::new_v4().simple()));
@@ -146,7 +154,6 @@ impl Postgres {
                 String::from_utf8_lossy(&init.stderr)
             ));
         }
-        let port = crate::free_port();
         let log = std::fs::File::create(dir.join("postgres.log")).map_err(|e| e.to_string())?;
         if let Some((uid, gid)) = user {
             let _ = std::os::unix::fs::chown(dir.join("postgres.log"), Some(uid), Some(gid));
@@ -162,7 +169,7 @@ impl Postgres {
                 "-k",
                 path(&dir),
                 "-c",
-                "listen_addresses=127.0.0.1",
+                &format!("listen_addresses={listen_addresses}"),
             ])
             .args([
                 "-c",
@@ -220,6 +227,12 @@ impl Postgres {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -81,12 +81,18 @@ impl Site {
 
     /// Starts `kiorex serve core` on a free port and waits until it is ready.
     pub fn serve(&self) -> Core {
+        self.serve_with(&[])
+    }
+
+    /// The same, with more environment (e.g. `KIOREX_CORE__INTERNAL__LISTEN`).
+    pub fn serve_with(&self, env: &[(String, String)]) -> Core {
         let port = crate::free_port();
         let log =
             std::fs::File::create(self.dir.path().join(format!("core-{port}.log"))).expect("log");
         let child = self
             .command(&["serve", "core"])
             .env("KIOREX_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()

@@ -23,6 +23,10 @@ struct Raw {
     ldap: crate::identity_config::RawLdap,
     #[serde(default)]
     oidc: crate::identity_config::RawOidc,
+    #[serde(default)]
+    edge: crate::edge_config::RawEdge,
+    #[serde(default)]
+    core: crate::edge_config::RawCore,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -127,6 +131,7 @@ pub const KEYS: &[KeyDoc] = &[
 pub fn all_keys() -> impl Iterator<Item = &'static KeyDoc> {
     KEYS.iter()
         .chain(crate::identity_config::IDENTITY_KEYS.iter())
+        .chain(crate::edge_config::KEYS.iter())
 }
 
 /// The configuration reference in Markdown.
@@ -141,12 +146,7 @@ pub fn reference_markdown() -> String {
          | key | environment variable | default | meaning |\n|---|---|---|---|\n",
     );
     for k in all_keys() {
-        let (section, name) = k.key.split_once('.').unwrap_or((k.key, ""));
-        let env = format!(
-            "KIOREX_{}__{}",
-            section.to_ascii_uppercase(),
-            name.to_ascii_uppercase()
-        );
+        let env = format!("KIOREX_{}", k.key.to_ascii_uppercase().replace('.', "__"));
         let (key, env) = if k.secret {
             (
                 format!("`{0}` or `{0}_file`", k.key),
@@ -177,6 +177,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub identity: kiorex_api::identity::IdentitySettings,
+    /// `[edge]`: what `serve edge` reads.
+    pub edge: crate::edge_config::EdgeConfig,
+    /// `[core.internal]`: core's mutual-TLS listener for the edge, when configured.
+    pub core_internal: Option<kiorex_edge::InternalSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +209,30 @@ pub(crate) fn err(key: &str, problem: impl Into<String>) -> ConfigError {
 
 /// Reads the file (if any) and the environment, and validates.
 pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
+    load_for(file, env, true)
+}
+
+/// The same, for `serve edge`: the edge has no database, so `database.url` is not required, and
+/// it is refused when present (the edge must hold no database credentials).
+pub fn load_for_edge(
+    file: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<Config, Vec<ConfigError>> {
+    let config = load_for(file, env, false)?;
+    if !config.database_url.is_empty() {
+        return Err(vec![err(
+            "database.url",
+            "is set, but the edge must hold no database credentials (KX-CFG-002): give `serve edge` a configuration without [database]",
+        )]);
+    }
+    Ok(config)
+}
+
+fn load_for(
+    file: Option<&Path>,
+    env: &[(String, String)],
+    needs_database: bool,
+) -> Result<Config, Vec<ConfigError>> {
     let mut table = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -226,7 +254,7 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, Vec
     let raw: Raw = toml::Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| vec![err("config", plain(&e.to_string()))])?;
-    validate(raw)
+    validate(raw, needs_database)
 }
 
 fn plain(message: &str) -> String {
@@ -243,28 +271,36 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), Co
         let Some(path) = name.strip_prefix("KIOREX_") else {
             continue;
         };
-        let Some((section, key)) = path.split_once("__") else {
+        // KIOREX_CORE__INTERNAL__LISTEN sets core.internal.listen.
+        let mut names: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        if names.len() < 2 {
             continue;
-        };
-        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        }
+        let key = names.pop().expect("two names at least");
         let value = format!("v = {value}")
             .parse::<toml::Table>()
             .ok()
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(value.clone()));
-        let entry = table
-            .entry(section.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let toml::Value::Table(section_table) = entry else {
-            return Err(err(name, format!("{section} is not a section")));
-        };
+        let mut section_table = &mut *table;
+        for section in names {
+            let entry = section_table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(inner) = entry else {
+                return Err(err(name, format!("{section} is not a section")));
+            };
+            section_table = inner;
+        }
         section_table.insert(key, value);
     }
     Ok(())
 }
 
-fn validate(raw: Raw) -> Result<Config, Vec<ConfigError>> {
+fn validate(raw: Raw, needs_database: bool) -> Result<Config, Vec<ConfigError>> {
     let mut errors = Vec::new();
+    let edge = crate::edge_config::validate_edge(raw.edge, &mut errors);
+    let core_internal = crate::edge_config::validate_internal(raw.core, &mut errors);
     let listen = raw.server.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
     let listen = listen
         .parse()
@@ -309,12 +345,17 @@ fn validate(raw: Raw) -> Result<Config, Vec<ConfigError>> {
         60,
         86_400,
     );
-    let database_url = secret(
-        &mut errors,
-        "database.url",
-        raw.database.url,
-        raw.database.url_file.as_deref(),
-    );
+    let database_url =
+        if needs_database || raw.database.url.is_some() || raw.database.url_file.is_some() {
+            secret(
+                &mut errors,
+                "database.url",
+                raw.database.url,
+                raw.database.url_file.as_deref(),
+            )
+        } else {
+            String::new()
+        };
     if !database_url.is_empty()
         && !database_url.starts_with("postgres://")
         && !database_url.starts_with("postgresql://")
@@ -372,6 +413,8 @@ fn validate(raw: Raw) -> Result<Config, Vec<ConfigError>> {
         log_format,
         log_level,
         identity,
+        edge,
+        core_internal,
     })
 }
 
@@ -550,7 +593,7 @@ mod tests {
         std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
         let ca = ca.display().to_string();
         for k in all_keys() {
-            let (section, name) = k.key.split_once('.').unwrap();
+            let section = k.key.split('.').next().unwrap();
             let mut pairs = MINIMAL.to_vec();
             // A directory or IdP key is only valid beside the keys its section requires.
             match section {
@@ -567,12 +610,9 @@ mod tests {
                 ]),
                 _ => {}
             }
-            let var = format!(
-                "KIOREX_{}__{}",
-                section.to_ascii_uppercase(),
-                name.to_ascii_uppercase()
-            );
+            let var = format!("KIOREX_{}", k.key.to_ascii_uppercase().replace('.', "__"));
             let value = match k.key {
+                "ldap.ca_file" | "oidc.ca_file" => ca.as_str(),
                 "server.listen" => "127.0.0.1:9000",
                 "server.base_url" => "https://kiorex.example",
                 "log.format" => "json",
@@ -580,9 +620,17 @@ mod tests {
                 "database.url" => "postgres://a@b/c",
                 "auth.token_signing_key" => "pem",
                 "server.max_body_bytes" => "2048",
+                "edge.listen" | "edge.admin_listen" => "127.0.0.1:9443",
+                "edge.allow_tls12" => "true",
+                "edge.core_url" => "https://127.0.0.1:9444",
+                "edge.routes" => "[{prefix = \"/fhir\", methods = [\"GET\"], scope = \"fhir\"}]",
+                "edge.max_header_bytes" => "8192",
+                "edge.max_body_bytes" => "4096",
+                k if k.ends_with("_file") => "/etc/kiorex/x.pem",
+                "core.internal.listen" => "127.0.0.1:9445",
+                "core.internal.allowed_client_names" => "[\"edge.kiorex.internal\"]",
                 "ldap.start_tls" => "false",
                 "ldap.url" => "ldaps://dc2.example:636",
-                "ldap.ca_file" | "oidc.ca_file" => ca.as_str(),
                 "ldap.user_filter" => "(uid={username})",
                 "ldap.disabled_attribute" => "nsAccountLock=true",
                 "identity.trusted_proxies" => "127.0.0.1",
@@ -604,6 +652,22 @@ mod tests {
             };
             pairs.retain(|(k, _)| *k != var);
             pairs.push((&var, value));
+            // [core.internal] is all or nothing: give the other keys too.
+            if k.key.starts_with("core.internal.") {
+                for (other, v) in [
+                    ("KIOREX_CORE__INTERNAL__LISTEN", "127.0.0.1:9445"),
+                    ("KIOREX_CORE__INTERNAL__CERT_FILE", "/etc/kiorex/c.pem"),
+                    ("KIOREX_CORE__INTERNAL__KEY_FILE", "/etc/kiorex/k.pem"),
+                    (
+                        "KIOREX_CORE__INTERNAL__CLIENT_CA_FILE",
+                        "/etc/kiorex/ca.pem",
+                    ),
+                ] {
+                    if other != var {
+                        pairs.push((other, v));
+                    }
+                }
+            }
             assert!(
                 load(None, &env(&pairs)).is_ok(),
                 "{} is documented but refused",

@@ -2,6 +2,7 @@
 //! and the same configuration.
 
 mod config;
+mod edge_config;
 mod identity_config;
 mod logging;
 
@@ -86,14 +87,23 @@ enum Command {
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
+        /// Also write the matching public key here (SPKI PEM), for the edge's
+        /// `edge.token_public_key_file`.
+        #[arg(long)]
+        public_out: Option<PathBuf>,
     },
 }
 
 #[derive(Subcommand)]
 #[allow(non_camel_case_types)]
 enum Role_ {
-    /// The clinical core: REST and FHIR APIs for the LAN.
+    /// The clinical core: REST and FHIR APIs for the LAN (and, with [core.internal], the
+    /// mutual-TLS listener the edge forwards to).
     Core,
+    /// The DMZ edge: TLS for the internet, allow-listed routes, token scopes and limits, then
+    /// core's internal listener over mutual TLS. Needs no database: give it a configuration with
+    /// only [edge] (and [log]); it refuses to start with database credentials.
+    Edge,
 }
 
 #[derive(Subcommand)]
@@ -167,19 +177,53 @@ fn load_config(path: Option<&PathBuf>) -> Result<config::Config> {
     })
 }
 
+fn load_edge_config(path: Option<&PathBuf>) -> Result<config::Config> {
+    let default = PathBuf::from("/etc/kiorex/kiorex.toml");
+    let file = path
+        .cloned()
+        .or_else(|| default.exists().then_some(default));
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    config::load_for_edge(file.as_deref(), &env).map_err(config_errors)
+}
+
+fn config_errors(errors: Vec<config::ConfigError>) -> anyhow::Error {
+    let lines: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
+    anyhow::anyhow!(
+        "the configuration is not valid (KX-CFG-001):\n{}",
+        lines.join("\n")
+    )
+}
+
+fn serve_edge(config: config::Config) -> Result<()> {
+    let settings = config.edge.settings().map_err(config_errors)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(kiorex_edge::server::run(settings, shutdown_signal()))
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Keygen { out, force } => keygen(&out, force),
+        Command::Keygen {
+            out,
+            force,
+            public_out,
+        } => keygen(&out, force, public_out.as_ref()),
         Command::ConfigReference => {
             print!("{}", config::reference_markdown());
             Ok(())
         }
         Command::Healthcheck { url } => healthcheck(url, cli.config.as_ref()),
         command => {
-            let config = load_config(cli.config.as_ref())?;
+            let config = if matches!(command, Command::Serve { role: Role_::Edge }) {
+                load_edge_config(cli.config.as_ref())?
+            } else {
+                load_config(cli.config.as_ref())?
+            };
             logging::init(config.log_format, &config.log_level);
             match command {
                 Command::Serve { role: Role_::Core } => serve_core(config),
+                Command::Serve { role: Role_::Edge } => serve_edge(config),
                 Command::Migrate { output } => migrate(&config, output),
                 Command::Configtest { output } => configtest(&config, output),
                 Command::Audit {
@@ -244,6 +288,9 @@ fn serve_core(config: config::Config) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("identity settings: {e}"))?,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {} (KX-NET-001)", config.listen))?;
+        if let Some(internal) = config.core_internal.clone() {
+            kiorex_edge::internal::serve(internal, kiorex_api::router(state.clone()), shutdown_signal()).await?;
+        }
         tracing::info!(listen = %config.listen, version = env!("CARGO_PKG_VERSION"), "core is serving");
         axum::serve(listener, kiorex_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("core stopped");
@@ -484,7 +531,7 @@ fn operator() -> String {
     )
 }
 
-fn keygen(out: &PathBuf, force: bool) -> Result<()> {
+fn keygen(out: &PathBuf, force: bool, public_out: Option<&PathBuf>) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if out.exists() && !force {
@@ -502,5 +549,10 @@ fn keygen(out: &PathBuf, force: bool) -> Result<()> {
         .open(out)?;
     file.write_all(pem.as_bytes())?;
     println!("wrote {}", out.display());
+    if let Some(public_out) = public_out {
+        let public = kiorex_api::auth::public_key_pem(&pem).map_err(anyhow::Error::msg)?;
+        std::fs::write(public_out, public)?;
+        println!("wrote {} (public key, for the edge)", public_out.display());
+    }
     Ok(())
 }

@@ -268,6 +268,8 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let kiorexctl = kiorex_testkit::kiorex_binary().with_file_name("kiorexctl");
     let port = kiorex_testkit::free_port().to_string();
+    let [edge_port, internal_port, edge_admin_port] =
+        [(); 3].map(|()| kiorex_testkit::free_port().to_string());
     let up = |extra: &[&str]| {
         let mut args = vec![
             "up",
@@ -275,6 +277,12 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
             data.path().to_str().unwrap(),
             "--port",
             &port,
+            "--edge-port",
+            &edge_port,
+            "--internal-port",
+            &internal_port,
+            "--edge-admin-port",
+            &edge_admin_port,
             "--output",
             "json",
         ];
@@ -321,6 +329,33 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
         bundle["entry"].as_array().map_or(0, Vec::len)
     });
     assert_eq!(patients, 12, "the demo patients were loaded");
+
+    // The edge runs beside core and forwards the partner FHIR API over mutual TLS.
+    let capability = runtime.block_on(async {
+        let ca = std::fs::read(report["edge_ca_file"].as_str().unwrap()).unwrap();
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap();
+        let edge = report["edge"].as_str().unwrap();
+        let reply: Value = client
+            .get(format!("{edge}/fhir/metadata"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        reply
+    });
+    assert_eq!(capability["resourceType"], "CapabilityStatement");
+    let ruleset = std::fs::read_to_string(report["nftables_ruleset"].as_str().unwrap()).unwrap();
+    assert!(
+        ruleset.contains(&format!("tcp dport {edge_port} accept")),
+        "{ruleset}"
+    );
 
     let stopped = up(&["--stop"]);
     assert!(

@@ -1,0 +1,226 @@
+//! `kiorex-bench edge`: what the DMZ edge costs. The same FHIR read (`GET /fhir/Patient/{id}`)
+//! is measured against core's LAN listener directly and through the edge (TLS from the client,
+//! allow-list, token and scope check, rate limits, then mutual TLS to core's internal listener),
+//! with the same number of closed-loop clients, one after the other.
+//!
+//! The token: the edge admits partner (client-credentials) tokens, core admits staff tokens.
+//! On a test installation this tool signs in as the given staff user and re-signs that token's
+//! claims with `client_id` and `scope` added, using the installation's signing key, so one
+//! token passes both. Never point it at a production signing key.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+use crate::cli::{EdgeArgs, Output};
+
+struct Measured {
+    target: &'static str,
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+}
+
+impl Measured {
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn quantile_ms(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+pub async fn run(args: EdgeArgs) -> Result<()> {
+    let core = args.core_url.trim_end_matches('/').to_owned();
+    let edge = args.edge_url.trim_end_matches('/').to_owned();
+    ensure!(
+        edge.starts_with("https://"),
+        "--edge-url must start with https://"
+    );
+    let ca = std::fs::read(&args.edge_ca_file)
+        .with_context(|| format!("cannot read {}", args.edge_ca_file.display()))?;
+    let plain = client(None, args.concurrency)?;
+    let tls = client(Some(&ca), args.concurrency)?;
+    let staff = sign_in(&plain, &core, &args.user, &args.password).await?;
+    let key = std::fs::read_to_string(&args.signing_key_file)
+        .with_context(|| format!("cannot read {}", args.signing_key_file.display()))?;
+    let token = partner_token(&staff, &key)?;
+    let id = create_patient(&plain, &core, &token).await?;
+    let path = format!("/fhir/Patient/{id}");
+    let mut results = Vec::new();
+    for (target, base, http) in [("core", &core, &plain), ("edge -> core", &edge, &tls)] {
+        let url = format!("{base}{path}");
+        measure(http, &url, &token, args.concurrency, args.warmup).await?;
+        results.push(Measured {
+            target,
+            ..measure(http, &url, &token, args.concurrency, args.duration).await?
+        });
+    }
+    print(&results, args.output, args.concurrency, args.duration);
+    Ok(())
+}
+
+fn client(ca: Option<&[u8]>, connections: usize) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .tcp_nodelay(true)
+        .http1_only()
+        .timeout(Duration::from_secs(30));
+    if let Some(ca) = ca {
+        builder = builder
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca)?);
+    }
+    Ok(builder.build()?)
+}
+
+async fn sign_in(http: &reqwest::Client, core: &str, user: &str, password: &str) -> Result<String> {
+    let reply: Value = http
+        .post(format!("{core}/api/v1/auth/token"))
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    reply["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("sign-in failed: check --user and the password")
+}
+
+/// The staff token's claims plus `client_id` and `scope`, signed again with the site's key.
+fn partner_token(staff: &str, signing_key_pem: &str) -> Result<String> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let mut claims: Value = jsonwebtoken::dangerous::insecure_decode(staff)?.claims;
+    claims["client_id"] = json!("kiorex-bench");
+    claims["scope"] = json!("system/Patient.read system/Patient.write");
+    let key = EncodingKey::from_ed_pem(signing_key_pem.as_bytes())
+        .context("--signing-key-file is not an Ed25519 PEM key")?;
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::EdDSA),
+        &claims,
+        &key,
+    )?)
+}
+
+async fn create_patient(http: &reqwest::Client, core: &str, token: &str) -> Result<String> {
+    let patient = json!({"resourceType": "Patient", "name": [{"family": "Edgebench", "given": ["Read"]}], "gender": "unknown", "birthDate": "1980-01-01"});
+    let response = http
+        .post(format!("{core}/fhir/Patient"))
+        .bearer_auth(token)
+        .header("content-type", "application/fhir+json")
+        .body(patient.to_string())
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!(
+            "creating the patient to read failed: HTTP {}",
+            response.status()
+        );
+    }
+    let created: Value = response.json().await?;
+    created["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no id in the created patient")
+}
+
+async fn measure(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<Measured> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let url: Arc<str> = url.into();
+    let token: Arc<str> = token.into();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (http, url, token) = (http.clone(), url.clone(), token.clone());
+            tokio::spawn(async move {
+                let mut latency =
+                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+                let (mut requests, mut errors) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    let ok = match http.get(&*url).bearer_auth(&*token).send().await {
+                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                        _ => false,
+                    };
+                    if ok {
+                        requests += 1;
+                        let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (requests, errors, latency)
+            })
+        })
+        .collect();
+    let mut total = Measured {
+        target: "",
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+    };
+    for worker in workers {
+        let (requests, errors, latency) = worker.await?;
+        total.requests += requests;
+        total.errors += errors;
+        total
+            .latency
+            .add(&latency)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    }
+    total.elapsed = started.elapsed();
+    Ok(total)
+}
+
+fn print(results: &[Measured], output: Output, concurrency: usize, duration: Duration) {
+    let (direct, edge) = (&results[0], &results[1]);
+    let kept = edge.per_second() / direct.per_second() * 100.0;
+    let added_p99 = edge.quantile_ms(0.99) - direct.quantile_ms(0.99);
+    match output {
+        Output::Json => {
+            let rows: Vec<Value> = results
+                .iter()
+                .map(|m| json!({"target": m.target, "requests": m.requests, "errors": m.errors,
+                    "per_second": m.per_second(), "p50_ms": m.quantile_ms(0.5), "p99_ms": m.quantile_ms(0.99)}))
+                .collect();
+            println!(
+                "{}",
+                json!({"concurrency": concurrency, "duration_s": duration.as_secs_f64(),
+                "results": rows, "throughput_kept_percent": kept, "p99_added_ms": added_p99,
+                "command": crate::report::command_line()})
+            );
+        }
+        Output::Text => {
+            crate::report::print_preamble();
+            println!(
+                "FHIR read (GET /fhir/Patient/{{id}}), {concurrency} clients, {} each\n",
+                crate::report::human(duration)
+            );
+            println!("| path | requests/s | p50 | p99 | errors |\n|---|---:|---:|---:|---:|");
+            for m in results {
+                println!(
+                    "| {} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+                    m.target,
+                    m.per_second(),
+                    m.quantile_ms(0.5),
+                    m.quantile_ms(0.99),
+                    m.errors
+                );
+            }
+            println!("\nthrough the edge: {kept:.0}% of core's throughput, p99 {added_p99:+.2} ms");
+        }
+    }
+}
