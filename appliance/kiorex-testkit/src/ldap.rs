@@ -4,7 +4,7 @@
 //! userAccountControl), and people seeded with `ldapadd` (memberof does not run under slapadd).
 
 use crate::free_port;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+use crate::pki::{CertFiles, Pki};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,8 +31,11 @@ pub struct Slapd {
     /// Plain LDAP on another port, for the StartTLS and "insecure refused" tests.
     pub ldap_url: String,
     pub ca_pem: Vec<u8>,
+    /// The test CA's certificate, as a file (for `ldap.ca_file`).
+    pub ca_file: PathBuf,
     child: Child,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    _pki: Pki,
 }
 
 impl Drop for Slapd {
@@ -42,29 +45,13 @@ impl Drop for Slapd {
     }
 }
 
-/// Generates a CA and a server certificate for 127.0.0.1 / localhost.
-fn test_pki(dir: &Path) -> Vec<u8> {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Kiorex test directory CA");
-    let ca =
-        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &ca).expect("server cert");
-    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("ca.pem");
-    std::fs::write(dir.join("server.pem"), cert.pem()).expect("server.pem");
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("server.key");
-    ca.pem().into_bytes()
-}
-
-fn config(dir: &Path) -> String {
+fn config(dir: &Path, ca_file: &Path, server: &CertFiles) -> String {
     let d = dir.display();
+    let (ca, cert, key) = (
+        ca_file.display(),
+        server.cert.display(),
+        server.key.display(),
+    );
     format!(
         "include /etc/ldap/schema/core.schema\n\
          include /etc/ldap/schema/cosine.schema\n\
@@ -74,9 +61,9 @@ fn config(dir: &Path) -> String {
          moduleload back_mdb\n\
          moduleload memberof\n\
          pidfile {d}/slapd.pid\n\
-         TLSCACertificateFile {d}/ca.pem\n\
-         TLSCertificateFile {d}/server.pem\n\
-         TLSCertificateKeyFile {d}/server.key\n\
+         TLSCACertificateFile {ca}\n\
+         TLSCertificateFile {cert}\n\
+         TLSCertificateKeyFile {key}\n\
          database mdb\n\
          maxsize 10485760\n\
          suffix \"{BASE}\"\n\
@@ -141,8 +128,10 @@ impl Slapd {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("data")).expect("data dir");
         std::fs::write(dir.path().join("ad.schema"), AD_SCHEMA).expect("schema");
-        let ca_pem = test_pki(dir.path());
-        std::fs::write(dir.path().join("slapd.conf"), config(dir.path())).expect("config");
+        let pki = Pki::new("Kiorex test directory CA");
+        let server = pki.server("slapd", &["127.0.0.1", "localhost"]);
+        let conf = config(dir.path(), &pki.ca_file, &server);
+        std::fs::write(dir.path().join("slapd.conf"), conf).expect("config");
         let (tls_port, plain_port) = (free_port(), free_port());
         let ldaps_url = format!("ldaps://127.0.0.1:{tls_port}");
         let ldap_url = format!("ldap://127.0.0.1:{plain_port}");
@@ -160,9 +149,11 @@ impl Slapd {
         let slapd = Slapd {
             ldaps_url,
             ldap_url,
-            ca_pem,
+            ca_pem: pki.ca_pem.clone().into_bytes(),
+            ca_file: pki.ca_file.clone(),
             child,
-            dir,
+            _dir: dir,
+            _pki: pki,
         };
         slapd.wait_until_listening(plain_port);
         slapd.ldapadd(&seed());
@@ -216,10 +207,6 @@ impl Slapd {
             "{tool} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-
-    pub fn dir(&self) -> PathBuf {
-        self.dir.path().to_owned()
     }
 }
 

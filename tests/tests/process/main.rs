@@ -376,7 +376,7 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
 fn configtest_checks_the_directory_from_this_node() {
     let slapd = kiorex_testkit::ldap::Slapd::start();
     let site = Site::with_admin();
-    let ca = slapd.dir().join("ca.pem");
+    let ca = slapd.ca_file.clone();
     let run = |password: &str| {
         let out = site
             .command(&["configtest", "--output", "json"])
