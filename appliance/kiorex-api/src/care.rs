@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use http::StatusCode;
 use kiorex_domain::identity::{is_clinical, needs_care_relationship};
-use kiorex_domain::permission::{Action, Permission, Resource};
+use kiorex_domain::permission::{Action, Permission, Principal, Resource};
 use kiorex_fhir::ResourceKind;
 use kiorex_store::care::{self, Assignment, BreakGlass};
 use kiorex_store::{accounts, resources};
@@ -59,83 +59,92 @@ async fn break_glass(
     Path(patient_id): Path<Uuid>,
     Json(body): Json<BreakGlassRequest>,
 ) -> Response {
-    let result = async {
-        let reason = body.reason.trim().to_owned();
-        if reason.chars().count() < 10 {
-            return Err(ApiError::bad_request(
-                "KX-ACC-003",
-                "say why you need this record (at least a few words); the reason is reviewed",
-            ));
-        }
-        let patient = state
-            .store
-            .run(move |conn| resources::read(conn, ResourceKind::Patient.name(), patient_id))
-            .await
-            .map_err(|e| match e {
-                kiorex_store::StoreError::NotFound => {
-                    ApiError::not_found(format!("Patient/{patient_id}"))
-                }
-                other => other.into(),
-            })?;
-        // Only people who could see the chart with a care relationship may break the glass:
-        // the glass opens the care rule, not the role's limits.
-        let treats_here = principal.grants.iter().any(|g| {
-            g.facility_id == patient.facility_id
-                && needs_care_relationship(g.role)
-                && g.role
-                    .permissions()
-                    .iter()
-                    .any(|p| is_clinical(p.resource) && p.action == Action::Read)
-        });
-        if !treats_here {
-            return Err(ApiError::forbidden(
-                "breaking the glass is for clinicians of this patient's facility",
-            ));
-        }
-        let now = Utc::now();
-        let grant = BreakGlass {
-            id: Uuid::new_v4(),
-            user_id: principal.user_id,
-            username: principal.username.clone(),
-            patient_id,
-            facility_id: patient.facility_id,
-            reason: reason.clone(),
-            granted_at: now,
-            expires_at: now + Duration::seconds(state.identity.settings.break_glass_seconds),
-            review_status: "pending".into(),
-            reviewed_by: None,
-            reviewed_at: None,
-            review_note: None,
-        };
-        let saved = grant.clone();
-        state
-            .store
-            .run(move |conn| care::grant_break_glass(conn, &saved))
-            .await?;
-        tracing::warn!(target: "kiorex::security", event = "break-glass", user = %principal.username, request_id = %rid.0, "break-the-glass access granted");
-        state
-            .audit
-            .by(
-                &principal,
-                &rid.0,
-                vec![crate::audit::Event {
-                    action: "break-glass",
-                    outcome: "success",
-                    resource_type: "Patient",
-                    resource_id: patient_id.to_string(),
-                    patient_id: Some(patient_id),
-                    facility_id: Some(patient.facility_id),
-                    detail: reason,
-                }],
-            )
-            .await?;
-        Ok(BreakGlassGranted {
-            id: grant.id,
-            patient_id,
-            expires_at: grant.expires_at,
-        })
+    let result = open_the_glass(&state, &principal, patient_id, &body.reason, &rid.0).await;
+    reply(&rid.0, StatusCode::CREATED, result)
+}
+
+/// The rule behind break-the-glass, shared by the API and the portal.
+pub async fn open_the_glass(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: Uuid,
+    reason: &str,
+    request_id: &str,
+) -> Result<BreakGlassGranted, ApiError> {
+    let reason = reason.trim().to_owned();
+    if reason.chars().count() < 10 {
+        return Err(ApiError::bad_request(
+            "KX-ACC-003",
+            "say why you need this record (at least a few words); the reason is reviewed",
+        ));
+    }
+    let patient = state
+        .store
+        .run(move |conn| resources::read(conn, ResourceKind::Patient.name(), patient_id))
+        .await
+        .map_err(|e| match e {
+            kiorex_store::StoreError::NotFound => {
+                ApiError::not_found(format!("Patient/{patient_id}"))
+            }
+            other => other.into(),
+        })?;
+    // Only people who could see the chart with a care relationship may break the glass:
+    // the glass opens the care rule, not the role's limits.
+    let treats_here = principal.grants.iter().any(|g| {
+        g.facility_id == patient.facility_id
+            && needs_care_relationship(g.role)
+            && g.role
+                .permissions()
+                .iter()
+                .any(|p| is_clinical(p.resource) && p.action == Action::Read)
+    });
+    if !treats_here {
+        return Err(ApiError::forbidden(
+            "breaking the glass is for clinicians of this patient's facility",
+        ));
+    }
+    let now = Utc::now();
+    let grant = BreakGlass {
+        id: Uuid::new_v4(),
+        user_id: principal.user_id,
+        username: principal.username.clone(),
+        patient_id,
+        facility_id: patient.facility_id,
+        reason: reason.clone(),
+        granted_at: now,
+        expires_at: now + Duration::seconds(state.identity.settings.break_glass_seconds),
+        review_status: "pending".into(),
+        reviewed_by: None,
+        reviewed_at: None,
+        review_note: None,
     };
-    reply(&rid.0, StatusCode::CREATED, result.await)
+    let saved = grant.clone();
+    state
+        .store
+        .run(move |conn| care::grant_break_glass(conn, &saved))
+        .await?;
+    tracing::warn!(target: "kiorex::security", event = "break-glass", user = %principal.username, request_id, "break-the-glass access granted");
+    state
+        .audit
+        .by(
+            principal,
+            request_id,
+            vec![crate::audit::Event {
+                action: "break-glass",
+                outcome: "success",
+                resource_type: "Patient",
+                resource_id: patient_id.to_string(),
+                patient_id: Some(patient_id),
+                facility_id: Some(patient.facility_id),
+                detail: reason,
+            }],
+        )
+        .await?;
+    Ok(BreakGlassGranted {
+        id: grant.id,
+        patient_id,
+        expires_at: grant.expires_at,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,27 +159,12 @@ async fn review_queue(
     Caller(principal): Caller,
     Query(q): Query<QueueQuery>,
 ) -> Response {
-    let result = async {
-        let facilities = principal.facilities_with(Permission::new(Resource::Audit, Action::Read));
-        if facilities.is_empty() {
-            return Err(ApiError::forbidden("the review queue is for auditors"));
-        }
-        let status = q.status.filter(|s| !s.is_empty() && s != "all");
-        if let Some(s) = &status
-            && !["pending", "approved", "flagged"].contains(&s.as_str())
-        {
-            return Err(ApiError::bad_request(
-                "KX-REQ-001",
-                "status is pending, approved, flagged or all",
-            ));
-        }
-        let rows = state
-            .store
-            .run(move |conn| care::review_queue(conn, &facilities, status.as_deref(), 500))
-            .await?;
-        Ok(rows)
-    };
-    reply(&rid.0, StatusCode::OK, result.await)
+    let status = q.status.filter(|s| !s.is_empty() && s != "all");
+    reply(
+        &rid.0,
+        StatusCode::OK,
+        queue_for(&state, &principal, status).await,
+    )
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -190,53 +184,84 @@ async fn review(
     Path(id): Path<Uuid>,
     Json(body): Json<Review>,
 ) -> Response {
-    let result = async {
-        let status = match body.decision.as_str() {
-            "approve" => "approved",
-            "flag" => "flagged",
-            _ => {
-                return Err(ApiError::bad_request(
-                    "KX-REQ-001",
-                    "decision is approve or flag",
-                ));
-            }
-        };
-        let event = state
-            .store
-            .run(move |conn| care::find_break_glass(conn, id))
-            .await?;
-        if !principal.may(
-            Permission::new(Resource::Audit, Action::Read),
-            event.facility_id,
-        ) {
-            return Err(ApiError::forbidden(
-                "you do not review this facility's events",
+    let result = decide(&state, &principal, id, &body.decision, &body.note, &rid.0).await;
+    reply(&rid.0, StatusCode::OK, result)
+}
+
+/// The review rule, shared by the API and the portal: auditors of the event's facility decide,
+/// nobody on their own access.
+pub async fn decide(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    decision: &str,
+    note: &str,
+    request_id: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let status = match decision {
+        "approve" => "approved",
+        "flag" => "flagged",
+        _ => {
+            return Err(ApiError::bad_request(
+                "KX-REQ-001",
+                "decision is approve or flag",
             ));
         }
-        if event.username == principal.username {
-            return Err(ApiError::forbidden(
-                "nobody reviews their own break-the-glass access",
-            ));
-        }
-        let (by, note) = (principal.username.clone(), body.note.clone());
-        let now = Utc::now();
-        state
-            .store
-            .run(move |conn| care::review(conn, id, status, &by, &note, now))
-            .await?;
-        let mut audited = security_event(
-            "break-glass-review",
-            "success",
-            format!("{status}: {}", body.note),
-        );
-        audited.patient_id = Some(event.patient_id);
-        audited.facility_id = Some(event.facility_id);
-        audited.resource_type = "Patient";
-        audited.resource_id = event.patient_id.to_string();
-        state.audit.by(&principal, &rid.0, vec![audited]).await?;
-        Ok(serde_json::json!({"id": id, "review_status": status}))
     };
-    reply(&rid.0, StatusCode::OK, result.await)
+    let event = state
+        .store
+        .run(move |conn| care::find_break_glass(conn, id))
+        .await?;
+    if !principal.may(
+        Permission::new(Resource::Audit, Action::Read),
+        event.facility_id,
+    ) {
+        return Err(ApiError::forbidden(
+            "you do not review this facility's events",
+        ));
+    }
+    if event.username == principal.username {
+        return Err(ApiError::forbidden(
+            "nobody reviews their own break-the-glass access",
+        ));
+    }
+    let (by, saved_note) = (principal.username.clone(), note.to_owned());
+    let now = Utc::now();
+    state
+        .store
+        .run(move |conn| care::review(conn, id, status, &by, &saved_note, now))
+        .await?;
+    let mut audited = security_event("break-glass-review", "success", format!("{status}: {note}"));
+    audited.patient_id = Some(event.patient_id);
+    audited.facility_id = Some(event.facility_id);
+    audited.resource_type = "Patient";
+    audited.resource_id = event.patient_id.to_string();
+    state.audit.by(principal, request_id, vec![audited]).await?;
+    Ok(serde_json::json!({"id": id, "review_status": status}))
+}
+
+/// Break-the-glass events the auditor may review, pending first.
+pub async fn queue_for(
+    state: &AppState,
+    principal: &Principal,
+    status: Option<String>,
+) -> Result<Vec<BreakGlass>, ApiError> {
+    let facilities = principal.facilities_with(Permission::new(Resource::Audit, Action::Read));
+    if facilities.is_empty() {
+        return Err(ApiError::forbidden("the review queue is for auditors"));
+    }
+    if let Some(s) = &status
+        && !["pending", "approved", "flagged"].contains(&s.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "KX-REQ-001",
+            "status is pending, approved, flagged or all",
+        ));
+    }
+    Ok(state
+        .store
+        .run(move |conn| care::review_queue(conn, &facilities, status.as_deref(), 500))
+        .await?)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -264,7 +264,8 @@ pub async fn catch_unhandled(request: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("json"));
+        // JSON errors are the API's own; HTML ones are the portal's error pages.
+        .is_some_and(|ct| ct.contains("json") || ct.starts_with("text/html"));
     if is_ours || response.status().is_success() || response.status().is_redirection() {
         return response;
     }

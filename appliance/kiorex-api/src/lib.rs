@@ -30,8 +30,15 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole router of the `core` role.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The router with `extra` routes under the same layers (the staff portal, on the LAN
+/// listener only; the internal listener the edge reaches serves [`router`] alone).
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let body_limit = state.settings.max_body_bytes;
     Router::new()
+        .merge(extra)
         .merge(health::routes())
         .merge(identity::routes::oauth_routes())
         .nest(

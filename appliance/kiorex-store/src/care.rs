@@ -164,3 +164,22 @@ pub fn review(
     }
     Ok(())
 }
+
+/// The caller's break-the-glass access to this patient that is in force now, if any (the chart
+/// shows a banner while it lasts).
+pub fn active_break_glass(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    patient_id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<BreakGlass>> {
+    Ok(break_glass::table
+        .filter(break_glass::user_id.eq(user_id))
+        .filter(break_glass::patient_id.eq(patient_id))
+        .filter(break_glass::granted_at.le(now))
+        .filter(break_glass::expires_at.gt(now))
+        .order(break_glass::expires_at.desc())
+        .select(BreakGlass::as_select())
+        .first(conn)
+        .optional()?)
+}

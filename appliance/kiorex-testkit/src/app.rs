@@ -124,7 +124,7 @@ impl TestApp {
         tokio::spawn(async move {
             axum::serve(
                 listener,
-                kiorex_api::router(state)
+                kiorex_api::router_with(state, kiorex_portal::router())
                     .into_make_service_with_connect_info::<std::net::SocketAddr>(),
             )
             .await

@@ -8,6 +8,7 @@
 //!   and a few staff accounts, plus typed helpers to call it as one of them.
 
 mod app;
+pub mod browser;
 pub mod edge;
 pub mod ldap;
 pub mod oidc;

@@ -292,7 +292,7 @@ fn serve_core(config: config::Config) -> Result<()> {
             kiorex_edge::internal::serve(internal, kiorex_api::router(state.clone()), shutdown_signal()).await?;
         }
         tracing::info!(listen = %config.listen, version = env!("CARGO_PKG_VERSION"), "core is serving");
-        axum::serve(listener, kiorex_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
+        axum::serve(listener, kiorex_api::router_with(state, kiorex_portal::router()).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("core stopped");
         Ok(())
     })

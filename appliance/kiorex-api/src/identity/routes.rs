@@ -177,7 +177,8 @@ pub(crate) async fn login(
     }
 }
 
-async fn start_session(
+/// Opens a session for a signed-in account (the portal's sign-in form uses it too).
+pub async fn start_session(
     state: &AppState,
     account: &local::Account,
     id_token: Option<&str>,

@@ -1,0 +1,984 @@
+//! The pages: sign-in, find a patient, register (with the duplicate warning), the chart (header,
+//! summary, vitals with trend, results, encounters), break-the-glass, and the review queue.
+
+use crate::trend::{self, Point};
+use crate::{Staff, error_banner, page, raw};
+use axum::extract::{Form, Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
+use http::{HeaderValue, StatusCode, header};
+use kiorex_api::AppState;
+use kiorex_api::auth::RequestId;
+use kiorex_api::error::ApiError;
+use kiorex_api::identity::local::{self, Credentials};
+use kiorex_api::identity::routes::{Origin, start_session};
+use kiorex_api::identity::session::{self, Live, constant_time_eq};
+use kiorex_api::records::{self, Ctx};
+use kiorex_api::registration::{self, Registration};
+use kiorex_domain::observation::vital_sign;
+use kiorex_fhir::ResourceKind;
+use kiorex_fhir::params::parse_search;
+use kiorex_store::resources::Stored;
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn idle(state: &AppState) -> i64 {
+    state.identity.settings.session_idle_seconds
+}
+
+fn ctx(state: &AppState, live: &Live, rid: &RequestId) -> Ctx {
+    Ctx::new(state, live.principal.clone(), &rid.0)
+}
+
+fn html_page(markup: Markup) -> Response {
+    Html(markup.into_string()).into_response()
+}
+
+/// Forms carry the session's CSRF token; a form from elsewhere is refused.
+fn csrf_ok(live: &Live, sent: &str) -> bool {
+    constant_time_eq(sent.as_bytes(), live.session.csrf_token.as_bytes())
+}
+
+fn csrf_refused(state: &AppState, live: &Live, rid: &RequestId) -> Response {
+    let error = ApiError::new(
+        StatusCode::FORBIDDEN,
+        "KX-AUTH-004",
+        "This form has expired. Go back, reload the page and try again.",
+    );
+    let body = error_banner(&error, &rid.0);
+    (
+        StatusCode::FORBIDDEN,
+        html_page(page("Form expired", Some(live), idle(state), body)),
+    )
+        .into_response()
+}
+
+// ---------- sign-in ----------
+
+#[derive(Debug, Deserialize)]
+pub struct Next {
+    next: Option<String>,
+    expired: Option<String>,
+}
+
+fn safe_next(next: Option<&str>) -> String {
+    next.filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.contains('\\'))
+        .unwrap_or("/")
+        .to_owned()
+}
+
+fn signin_page(state: &AppState, next: &str, message: Option<Markup>, ask_totp: bool) -> Markup {
+    let sso = state.identity.oidc.is_some();
+    page(
+        "Sign in",
+        None,
+        0,
+        html! {
+            div.panel style="max-width: 30rem; margin: 3rem auto" {
+                h1 { "Sign in to Kiorex" }
+                @if let Some(m) = message { (m) }
+                @if sso {
+                    a.button href={ "/api/v1/auth/oidc/login?return_to=" (next) } { "Sign in with the hospital account" }
+                    p.muted { "or with a username and password:" }
+                }
+                form method="post" action="/signin" {
+                    input type="hidden" name="next" value=(next);
+                    label for="username" { "Username" }
+                    input #username name="username" autocomplete="username" required autofocus;
+                    label for="password" { "Password" }
+                    input #password name="password" type="password" autocomplete="current-password" required;
+                    @if ask_totp {
+                        label for="totp_code" { "Code from your authenticator app" }
+                        input #totp_code name="totp_code" inputmode="numeric" autocomplete="one-time-code";
+                    }
+                    p { button type="submit" { "Sign in" } }
+                }
+            }
+        },
+    )
+}
+
+pub async fn signin_form(State(state): State<AppState>, Query(q): Query<Next>) -> Response {
+    let message = q.expired.map(|_| html! {
+        div.banner.warn role="status" { "Your session ended. Sign in again to carry on; what you were typing is kept on this screen." }
+    });
+    html_page(signin_page(
+        &state,
+        &safe_next(q.next.as_deref()),
+        message,
+        false,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    username: String,
+    password: String,
+    totp_code: Option<String>,
+    next: Option<String>,
+}
+
+pub async fn signin(
+    State(state): State<AppState>,
+    rid: RequestId,
+    origin: Origin,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let next = safe_next(form.next.as_deref());
+    let creds = Credentials {
+        username: form.username,
+        password: form.password,
+        totp_code: form.totp_code.filter(|c| !c.is_empty()),
+        recovery_code: None,
+    };
+    let result = async {
+        let account = local::sign_in(&state, &creds, &origin.address, &rid.0).await?;
+        start_session(&state, &account, None, &origin).await
+    };
+    match result.await {
+        Ok((token, _)) => {
+            let mut response = Redirect::to(&next).into_response();
+            if let Ok(v) = HeaderValue::from_str(&session::cookie_header(&token)) {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
+            response
+        }
+        Err(e) => {
+            let ask_totp = e.code == "KX-AUTH-003";
+            let status = e.status;
+            let banner = error_banner(&e, &rid.0);
+            (
+                status,
+                html_page(signin_page(&state, &next, Some(banner), ask_totp)),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfOnly {
+    csrf_token: String,
+}
+
+pub async fn signout(
+    State(state): State<AppState>,
+    rid: RequestId,
+    Staff(live): Staff,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    if !csrf_ok(&live, &form.csrf_token) {
+        return csrf_refused(&state, &live, &rid);
+    }
+    let id = live.session.id;
+    let _ = state
+        .store
+        .run(move |conn| kiorex_store::sessions::revoke(conn, id, Utc::now()))
+        .await;
+    let _ = state
+        .audit
+        .record(
+            &live.principal.username,
+            &rid.0,
+            vec![local::security_event(
+                "sign-out",
+                "success",
+                "portal".into(),
+            )],
+        )
+        .await;
+    let target = match (&state.identity.oidc, &live.session.id_token) {
+        (Some(oidc), Some(token)) => oidc
+            .logout_url(token)
+            .await
+            .unwrap_or_else(|| "/signin".into()),
+        _ => "/signin".into(),
+    };
+    let mut response = Redirect::to(&target).into_response();
+    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie_header()) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+// ---------- find a patient ----------
+
+pub async fn home(State(state): State<AppState>, Staff(live): Staff) -> Response {
+    html_page(page(
+        "Find a patient",
+        Some(&live),
+        idle(&state),
+        html! {
+            h1 { "Find a patient" }
+            form role="search" action="/patients/search" method="get" {
+                label for="q" { "Name, MRN or date of birth" }
+                input #q type="search" name="q" autocomplete="off" autofocus
+                    hx-get="/patients/search" hx-trigger="input changed delay:150ms, search" hx-target="#results";
+            }
+            div #results aria-live="polite" {}
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+}
+
+/// What the person typed, as search parameters: an MRN (digits), a birth date (`12/03/1980` is
+/// day/month/year, as written here, or `1980-03-12`), or name fragments.
+fn search_pairs(q: &str) -> Vec<(String, String)> {
+    let q = q.trim();
+    let digits = q.chars().all(|c| c.is_ascii_digit() || c == '-');
+    if let Some(date) = birth_date(q) {
+        return vec![("birthdate".into(), date)];
+    }
+    if digits && q.len() >= 4 {
+        return vec![("identifier".into(), q.to_owned())];
+    }
+    q.split_whitespace()
+        .take(3)
+        .map(|part| ("name".into(), part.to_owned()))
+        .collect()
+}
+
+fn birth_date(q: &str) -> Option<String> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(q, "%Y-%m-%d") {
+        return Some(d.to_string());
+    }
+    chrono::NaiveDate::parse_from_str(q, "%d/%m/%Y")
+        .ok()
+        .map(|d| d.to_string())
+}
+
+pub async fn search(
+    State(state): State<AppState>,
+    rid: RequestId,
+    Staff(live): Staff,
+    Query(q): Query<SearchQuery>,
+) -> Response {
+    let typed = q.q.unwrap_or_default();
+    if typed.trim().chars().count() < 2 {
+        return html_page(html! { p.muted { "Type at least two letters." } });
+    }
+    let mut pairs = search_pairs(&typed);
+    pairs.push(("_count".into(), "20".into()));
+    let result = async {
+        let fhir = parse_search(ResourceKind::Patient, &pairs).map_err(ApiError::invalid)?;
+        records::search(
+            &state,
+            &ctx(&state, &live, &rid),
+            ResourceKind::Patient,
+            fhir,
+        )
+        .await
+    };
+    match result.await {
+        Ok(found) if found.page.matches.is_empty() => html_page(
+            html! { p { "No patient found. Check the spelling, or register a new patient." } },
+        ),
+        Ok(found) => html_page(html! {
+            table {
+                thead { tr { th { "Name" } th { "Born" } th { "Sex" } th { "MRN" } } }
+                tbody {
+                    @for p in &found.page.matches {
+                        tr {
+                            td { a href={ "/patients/" (p.id) } { (name_of(&p.content)) } }
+                            td { (text(&p.content["birthDate"])) }
+                            td { (text(&p.content["gender"])) }
+                            td { (mrn_of(&p.content)) }
+                        }
+                    }
+                }
+            }
+        }),
+        Err(e) => html_page(error_banner(&e, &rid.0)),
+    }
+}
+
+// ---------- register ----------
+
+fn registration_form(csrf: &str, values: &RegisterForm, extra: Markup) -> Markup {
+    html! {
+        h1 { "Register a patient" }
+        (extra)
+        form method="post" action="/patients/new" data-draft="register" {
+            input type="hidden" name="csrf_token" value=(csrf);
+            div.grid {
+                div { label for="family" { "Family name" } input #family name="family" required value=(values.family); }
+                div { label for="given" { "Given names" } input #given name="given" required value=(values.given); }
+                div { label for="birth_date" { "Date of birth" } input #birth_date name="birth_date" type="date" required value=(values.birth_date); }
+                div {
+                    label for="gender" { "Sex" }
+                    select #gender name="gender" {
+                        @for (v, l) in [("female", "Female"), ("male", "Male"), ("other", "Other"), ("unknown", "Unknown")] {
+                            option value=(v) selected[values.gender == v] { (l) }
+                        }
+                    }
+                }
+                div { label for="phone" { "Phone" } input #phone name="phone" type="tel" value=(values.phone); }
+                div { label for="national_id" { "National id" } input #national_id name="national_id" value=(values.national_id); }
+            }
+            p { button type="submit" { "Register" } }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+pub struct RegisterForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    family: String,
+    #[serde(default)]
+    given: String,
+    #[serde(default)]
+    birth_date: String,
+    #[serde(default)]
+    gender: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    national_id: String,
+    override_reason: Option<String>,
+}
+
+pub async fn register_form(State(state): State<AppState>, Staff(live): Staff) -> Response {
+    let form = registration_form(&live.session.csrf_token, &RegisterForm::default(), html! {});
+    html_page(page("Register", Some(&live), idle(&state), form))
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    rid: RequestId,
+    Staff(live): Staff,
+    Form(form): Form<RegisterForm>,
+) -> Response {
+    if !csrf_ok(&live, &form.csrf_token) {
+        return csrf_refused(&state, &live, &rid);
+    }
+    let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let registration = Registration {
+        facility_id: None,
+        family: form.family.trim().to_owned(),
+        given: form.given.split_whitespace().map(str::to_owned).collect(),
+        gender: form.gender.clone(),
+        birth_date: form.birth_date.clone(),
+        phone: opt(&form.phone),
+        national_id: opt(&form.national_id),
+        address: None,
+        override_reason: form.override_reason.as_deref().and_then(opt),
+    };
+    match registration::register(&state, &ctx(&state, &live, &rid), registration).await {
+        Ok(done) => {
+            let id = done.patient["id"].as_str().unwrap_or_default().to_owned();
+            Redirect::to(&format!("/patients/{id}")).into_response()
+        }
+        Err(e) if e.code == "KX-PAT-001" => {
+            let candidates = e
+                .extra
+                .as_ref()
+                .and_then(|x| x["duplicates"].as_array().cloned())
+                .unwrap_or_default();
+            let warning = duplicate_warning(&form, &candidates);
+            (
+                StatusCode::CONFLICT,
+                html_page(page(
+                    "Possible duplicate",
+                    Some(&live),
+                    idle(&state),
+                    warning,
+                )),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            let banner = error_banner(&e, &rid.0);
+            let body = registration_form(&live.session.csrf_token, &form, banner);
+            (
+                e.status,
+                html_page(page("Register", Some(&live), idle(&state), body)),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The likely matches side by side with what was typed: open the existing record ("this is
+/// the same person") or register anyway with a reason.
+fn duplicate_warning(form: &RegisterForm, candidates: &[Value]) -> Markup {
+    html! {
+        h1 { "This patient may already be registered" }
+        div.banner.warn role="alert" { "Check the records below before registering a second one: duplicates split a patient's history." }
+        div.side-by-side {
+            div.panel {
+                h2 { "You typed" }
+                p { strong { (form.family) ", " (form.given) } }
+                p { "Born " (form.birth_date) " · " (form.gender) }
+                @if !form.phone.is_empty() { p { "Phone " (form.phone) } }
+                form method="post" action="/patients/new" {
+                    @for (name, value) in [("csrf_token", &form.csrf_token), ("family", &form.family), ("given", &form.given), ("birth_date", &form.birth_date), ("gender", &form.gender), ("phone", &form.phone), ("national_id", &form.national_id)] {
+                        input type="hidden" name=(name) value=(value);
+                    }
+                    label for="override_reason" { "Reason to register anyway" }
+                    input #override_reason name="override_reason" required minlength="5";
+                    p { button.secondary type="submit" { "Register anyway" } }
+                }
+            }
+            div {
+                @for c in candidates {
+                    div.panel {
+                        h2 { (name_of(&c["patient"])) }
+                        p { "Born " (text(&c["patient"]["birthDate"])) " · " (text(&c["patient"]["gender"])) " · MRN " (mrn_of(&c["patient"])) }
+                        p.muted { "Match: " (text(&c["strength"])) " — " (c["reasons"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                        a.button href={ "/patients/" (text(&c["patient_id"])) } { "This is the same person" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------- the chart ----------
+
+pub async fn chart(
+    State(state): State<AppState>,
+    rid: RequestId,
+    Staff(live): Staff,
+    Path(id): Path<Uuid>,
+) -> Response {
+    let ctx = ctx(&state, &live, &rid);
+    let patient = match records::read(&state, &ctx, ResourceKind::Patient, id).await {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                e.status,
+                html_page(page(
+                    "Patient",
+                    Some(&live),
+                    idle(&state),
+                    error_banner(&e, &rid.0),
+                )),
+            )
+                .into_response();
+        }
+    };
+    match records::everything(&state, &ctx, id).await {
+        Ok(all) => {
+            let (user, now) = (live.principal.user_id, Utc::now());
+            let glass = state
+                .store
+                .run(move |conn| kiorex_store::care::active_break_glass(conn, user, id, now))
+                .await
+                .ok()
+                .flatten();
+            html_page(page(
+                &name_of(&patient.content),
+                Some(&live),
+                idle(&state),
+                chart_body(&live, &patient, &all, glass.map(|g| g.expires_at), None),
+            ))
+        }
+        Err(e) if e.code == "KX-ACC-002" => {
+            let body = restricted(&live, &patient, None);
+            (
+                StatusCode::FORBIDDEN,
+                html_page(page("Restricted record", Some(&live), idle(&state), body)),
+            )
+                .into_response()
+        }
+        Err(e) => (
+            e.status,
+            html_page(page(
+                "Patient",
+                Some(&live),
+                idle(&state),
+                error_banner(&e, &rid.0),
+            )),
+        )
+            .into_response(),
+    }
+}
+
+fn patient_header(patient: &Stored, allergies: &[String]) -> Markup {
+    let p = &patient.content;
+    html! {
+        section.patient-header aria-label="Patient" {
+            h1 { (name_of(p)) }
+            span { (age(p)) " · " (text(&p["gender"])) }
+            span { "Born " (text(&p["birthDate"])) }
+            span { "MRN " strong { (mrn_of(p)) } }
+            @if allergies.is_empty() {
+                span.muted { "No known allergies recorded" }
+            } @else {
+                span.allergy { "Allergies: " (allergies.join(", ")) }
+            }
+        }
+    }
+}
+
+fn restricted(live: &Live, patient: &Stored, message: Option<Markup>) -> Markup {
+    html! {
+        (patient_header(patient, &[]))
+        div.panel {
+            h2 { "Restricted record" }
+            p { "This patient is not under your care, so the clinical record is closed to you." }
+            p { "In an emergency you may open it now. Say why: the record opens for a limited time, the access is recorded, and the privacy officer reviews it." }
+            @if let Some(m) = message { (m) }
+            form method="post" action={ "/patients/" (patient.id) "/break-glass" } {
+                input type="hidden" name="csrf_token" value=(live.session.csrf_token);
+                label for="reason" { "Reason" }
+                textarea #reason name="reason" required minlength="10" rows="3" {}
+                p { button type="submit" { "Break the glass and open the record" } }
+            }
+        }
+    }
+}
+
+/// One observation's display: what, value, unit, when, flag.
+struct Result_ {
+    loinc: String,
+    display: String,
+    value: Option<f64>,
+    unit: String,
+    at: Option<DateTime<Utc>>,
+    flag: String,
+    vital: bool,
+}
+
+fn observation(o: &Value) -> Result_ {
+    let coding = &o["code"]["coding"][0];
+    Result_ {
+        loinc: text(&coding["code"]),
+        display: coding["display"]
+            .as_str()
+            .or(o["code"]["text"].as_str())
+            .unwrap_or("Observation")
+            .to_owned(),
+        value: o["valueQuantity"]["value"].as_f64(),
+        unit: text(&o["valueQuantity"]["unit"]),
+        at: o["effectiveDateTime"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        flag: text(&o["interpretation"][0]["coding"][0]["code"]),
+        vital: o["category"].to_string().contains("vital-signs"),
+    }
+}
+
+fn chart_body(
+    live: &Live,
+    patient: &Stored,
+    all: &[Stored],
+    glass_until: Option<DateTime<Utc>>,
+    message: Option<Markup>,
+) -> Markup {
+    let of = |t: &'static str| all.iter().filter(move |s| s.resource_type == t);
+    let allergies: Vec<String> = of("AllergyIntolerance")
+        .map(|a| concept(&a.content["code"]))
+        .collect();
+    let problems: Vec<String> = of("Condition")
+        .map(|c| concept(&c.content["code"]))
+        .collect();
+    let medications: Vec<String> = of("MedicationRequest")
+        .filter(|m| m.content["status"] == "active")
+        .map(|m| concept(&m.content["medicationCodeableConcept"]))
+        .collect();
+    let mut results: Vec<Result_> = of("Observation").map(|o| observation(&o.content)).collect();
+    results.sort_by_key(|r| std::cmp::Reverse(r.at));
+    let heart: Vec<Point> = {
+        let mut p: Vec<Point> = results
+            .iter()
+            .filter(|r| r.loinc == "8867-4")
+            .filter_map(|r| {
+                Some(Point {
+                    at: r.at?,
+                    value: r.value?,
+                })
+            })
+            .collect();
+        p.sort_by_key(|p| p.at);
+        p
+    };
+    let hr_range = vital_sign("8867-4")
+        .map(|v| (v.range.low, v.range.high))
+        .unwrap_or((None, None));
+    let encounters: Vec<&Stored> = of("Encounter").collect();
+    html! {
+        (patient_header(patient, &allergies))
+        @if let Some(until) = glass_until {
+            div.banner.glass role="alert" { "Break-the-glass access: this record is open to you until " (until.format("%H:%M UTC")) ". Your access is recorded and reviewed." }
+        }
+        @if let Some(m) = message { (m) }
+        div.grid {
+            section.panel { h2 { "Problems" } @if problems.is_empty() { p.muted { "None recorded" } } ul { @for p in &problems { li { (p) } } } }
+            section.panel { h2 { "Current medications" } @if medications.is_empty() { p.muted { "None recorded" } } ul { @for m in &medications { li { (m) } } } }
+            section.panel { h2 { "Allergies" } @if allergies.is_empty() { p.muted { "None recorded" } } ul { @for a in &allergies { li.allergy { (a) } } } }
+        }
+        section.panel {
+            h2 { "Vital signs" }
+            (raw(trend::svg("Heart rate", "/min", &heart, hr_range.0, hr_range.1)))
+            form method="post" action={ "/patients/" (patient.id) "/vitals" } data-draft={ "vitals-" (patient.id) } {
+                input type="hidden" name="csrf_token" value=(live.session.csrf_token);
+                div.grid {
+                    @for (name, label, unit) in VITAL_FIELDS {
+                        div { label for=(name) { (label) " (" (unit) ")" } input id=(name) name=(name) inputmode="decimal"; }
+                    }
+                }
+                p { button type="submit" { "Record vital signs" } }
+            }
+        }
+        section.panel {
+            h2 { "Results" }
+            @if results.is_empty() { p.muted { "No results yet" } } @else {
+                table {
+                    thead { tr { th { "Test" } th { "Value" } th { "Flag" } th { "When" } } }
+                    tbody {
+                        @for r in &results {
+                            tr {
+                                td { (r.display) @if r.vital { span.muted { " (vital sign)" } } }
+                                td { (r.value.map(|v| v.to_string()).unwrap_or_default()) " " (r.unit) }
+                                td { @if !r.flag.is_empty() && r.flag != "N" { span class={ "flag-" (r.flag) } { (flag_words(&r.flag)) } } }
+                                td { (r.at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section.panel {
+            h2 { "Encounters" }
+            @if encounters.is_empty() { p.muted { "No encounters" } }
+            ul { @for e in &encounters { li { (text(&e.content["class"]["code"])) " · " (text(&e.content["status"])) " · " (text(&e.content["period"]["start"])) } } }
+        }
+    }
+}
+
+const VITAL_FIELDS: [(&str, &str, &str); 6] = [
+    ("heart_rate", "Heart rate", "/min"),
+    ("systolic", "Systolic BP", "mm Hg"),
+    ("diastolic", "Diastolic BP", "mm Hg"),
+    ("temperature", "Temperature", "°C"),
+    ("respiratory_rate", "Respiratory rate", "/min"),
+    ("spo2", "SpO₂", "%"),
+];
+
+fn loinc_of(field: &str) -> &'static str {
+    match field {
+        "heart_rate" => "8867-4",
+        "systolic" => "8480-6",
+        "diastolic" => "8462-4",
+        "temperature" => "8310-5",
+        "respiratory_rate" => "9279-1",
+        _ => "59408-5",
+    }
+}
+
+fn flag_words(flag: &str) -> &'static str {
+    match flag {
+        "H" => "High",
+        "L" => "Low",
+        "HH" => "Critical high",
+        "LL" => "Critical low",
+        _ => "Abnormal",
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct VitalsForm {
+    csrf_token: String,
+    #[serde(flatten)]
+    values: std::collections::HashMap<String, String>,
+}
+
+pub async fn record_vitals(
+    State(state): State<AppState>,
+    rid: RequestId,
+    Staff(live): Staff,
+    Path(id): Path<Uuid>,
+    Form(form): Form<VitalsForm>,
+) -> Response {
+    if !csrf_ok(&live, &form.csrf_token) {
+        return csrf_refused(&state, &live, &rid);
+    }
+    let ctx = ctx(&state, &live, &rid);
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut problem = None;
+    for (field, label, _) in VITAL_FIELDS {
+        let Some(raw_value) = form
+            .values
+            .get(field)
+            .map(|v| v.trim().replace(',', "."))
+            .filter(|v| !v.is_empty())
+        else {
+            continue;
+        };
+        let Ok(value) = raw_value.parse::<f64>() else {
+            problem = Some(ApiError::bad_request(
+                "KX-REQ-001",
+                format!("{label}: {raw_value:?} is not a number"),
+            ));
+            break;
+        };
+        let loinc = loinc_of(field);
+        let unit = vital_sign(loinc).map(|v| v.range.unit).unwrap_or("");
+        let observation = json!({"resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": loinc, "display": label}]},
+            "subject": {"reference": format!("Patient/{id}")}, "effectiveDateTime": now,
+            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}});
+        let result = async {
+            let parsed = kiorex_fhir::parse::parse_value(ResourceKind::Observation, observation)
+                .map_err(ApiError::invalid)?;
+            records::create(&state, &ctx, parsed, None).await
+        };
+        if let Err(e) = result.await {
+            problem = Some(e);
+            break;
+        }
+    }
+    match problem {
+        None => Redirect::to(&format!("/patients/{id}")).into_response(),
+        Some(e) => (
+            e.status,
+            html_page(page(
+                "Vital signs",
+                Some(&live),
+                idle(&state),
+                error_banner(&e, &rid.0),
+            )),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GlassForm {
+    csrf_token: String,
+    reason: String,
+}
+
+pub async fn break_glass(
+    State(state): State<AppState>,
+    rid: RequestId,
+    Staff(live): Staff,
+    Path(id): Path<Uuid>,
+    Form(form): Form<GlassForm>,
+) -> Response {
+    if !csrf_ok(&live, &form.csrf_token) {
+        return csrf_refused(&state, &live, &rid);
+    }
+    match kiorex_api::care::open_the_glass(&state, &live.principal, id, &form.reason, &rid.0).await
+    {
+        Ok(_) => Redirect::to(&format!("/patients/{id}")).into_response(),
+        Err(e) => {
+            let ctx = ctx(&state, &live, &rid);
+            match records::read(&state, &ctx, ResourceKind::Patient, id).await {
+                Ok(patient) => {
+                    let body = restricted(&live, &patient, Some(error_banner(&e, &rid.0)));
+                    (
+                        e.status,
+                        html_page(page("Restricted record", Some(&live), idle(&state), body)),
+                    )
+                        .into_response()
+                }
+                Err(other) => (
+                    other.status,
+                    html_page(page(
+                        "Patient",
+                        Some(&live),
+                        idle(&state),
+                        error_banner(&other, &rid.0),
+                    )),
+                )
+                    .into_response(),
+            }
+        }
+    }
+}
+
+// ---------- review queue (auditors) ----------
+
+pub async fn review_queue(
+    State(state): State<AppState>,
+    rid: RequestId,
+    Staff(live): Staff,
+) -> Response {
+    match kiorex_api::care::queue_for(&state, &live.principal, None).await {
+        Ok(items) => html_page(page(
+            "Break-the-glass review",
+            Some(&live),
+            idle(&state),
+            html! {
+                h1 { "Break-the-glass review" }
+                @if items.is_empty() { p { "Nothing to review." } } @else {
+                    table {
+                        thead { tr { th { "When" } th { "Who" } th { "Patient" } th { "Reason" } th { "Status" } th { "Decision" } } }
+                        tbody {
+                            @for item in &items {
+                                tr {
+                                    td { (item.granted_at.format("%Y-%m-%d %H:%M")) }
+                                    td { (item.username) }
+                                    td { a href={ "/patients/" (item.patient_id) } { "Open record" } }
+                                    td { (item.reason) }
+                                    td { (item.review_status) }
+                                    td {
+                                        @if item.review_status == "pending" {
+                                            form method="post" action={ "/review/" (item.id) } {
+                                                input type="hidden" name="csrf_token" value=(live.session.csrf_token);
+                                                label for={ "note-" (item.id) } { "Note" }
+                                                input id={ "note-" (item.id) } name="note";
+                                                button type="submit" name="decision" value="approve" { "Approve" }
+                                                " "
+                                                button.secondary type="submit" name="decision" value="flag" { "Flag" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        )),
+        Err(e) => (
+            e.status,
+            html_page(page(
+                "Review",
+                Some(&live),
+                idle(&state),
+                error_banner(&e, &rid.0),
+            )),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReviewForm {
+    csrf_token: String,
+    decision: String,
+    #[serde(default)]
+    note: String,
+}
+
+pub async fn review(
+    State(state): State<AppState>,
+    rid: RequestId,
+    Staff(live): Staff,
+    Path(id): Path<Uuid>,
+    Form(form): Form<ReviewForm>,
+) -> Response {
+    if !csrf_ok(&live, &form.csrf_token) {
+        return csrf_refused(&state, &live, &rid);
+    }
+    match kiorex_api::care::decide(
+        &state,
+        &live.principal,
+        id,
+        &form.decision,
+        &form.note,
+        &rid.0,
+    )
+    .await
+    {
+        Ok(_) => Redirect::to("/review").into_response(),
+        Err(e) => (
+            e.status,
+            html_page(page(
+                "Review",
+                Some(&live),
+                idle(&state),
+                error_banner(&e, &rid.0),
+            )),
+        )
+            .into_response(),
+    }
+}
+
+// ---------- reading FHIR for display ----------
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn concept(c: &Value) -> String {
+    c["text"]
+        .as_str()
+        .or(c["coding"][0]["display"].as_str())
+        .or(c["coding"][0]["code"].as_str())
+        .unwrap_or("(unnamed)")
+        .to_owned()
+}
+
+fn name_of(p: &Value) -> String {
+    let name = &p["name"][0];
+    let given: Vec<&str> = name["given"]
+        .as_array()
+        .map(|g| g.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    format!(
+        "{}, {}",
+        name["family"]
+            .as_str()
+            .unwrap_or("(no name)")
+            .to_uppercase(),
+        given.join(" ")
+    )
+}
+
+fn mrn_of(p: &Value) -> String {
+    p["identifier"]
+        .as_array()
+        .and_then(|ids| {
+            ids.iter().find(|i| {
+                i["system"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with(records::MRN_SYSTEM_PREFIX))
+            })
+        })
+        .map(|i| text(&i["value"]))
+        .unwrap_or_default()
+}
+
+fn age(p: &Value) -> String {
+    let Some(born) = p["birthDate"]
+        .as_str()
+        .and_then(|b| chrono::NaiveDate::parse_from_str(b, "%Y-%m-%d").ok())
+    else {
+        return String::new();
+    };
+    let today = Utc::now().date_naive();
+    today
+        .years_since(born)
+        .map(|y| format!("{y} y"))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_people_type_becomes_the_right_search() {
+        assert_eq!(
+            search_pairs("12/03/1980"),
+            vec![("birthdate".to_owned(), "1980-03-12".to_owned())]
+        );
+        assert_eq!(
+            search_pairs("1980-03-12"),
+            vec![("birthdate".to_owned(), "1980-03-12".to_owned())]
+        );
+        assert_eq!(
+            search_pairs("100042"),
+            vec![("identifier".to_owned(), "100042".to_owned())]
+        );
+        assert_eq!(search_pairs("ada love").len(), 2);
+    }
+}

@@ -1,0 +1,196 @@
+//! The staff portal in a real headless Chromium: sign in through the directory (slapd), a local
+//! account and the OpenID provider; register with the duplicate warning; break the glass;
+//! record vitals and see the abnormal flag; the auditor sees the event. Screenshots of the main
+//! pages are saved under `target/portal-screenshots/`.
+
+use kiorex_api::identity::IdentitySettings;
+use kiorex_api::identity::ldap::{GroupSource, LdapSettings};
+use kiorex_testkit::browser::Browser;
+use kiorex_testkit::ldap::{BASE, PASSWORD, SERVICE_DN, SERVICE_PASSWORD, Slapd};
+use kiorex_testkit::{STAFF_PASSWORD, TestApp, User};
+use serde_json::json;
+use std::time::Duration;
+
+async fn directory_app(slapd: &Slapd) -> TestApp {
+    let ldap = LdapSettings {
+        url: slapd.ldaps_url.clone(),
+        start_tls: false,
+        allow_insecure: false,
+        ca_pem: Some(slapd.ca_pem.clone()),
+        bind_dn: SERVICE_DN.into(),
+        bind_password: SERVICE_PASSWORD.into(),
+        user_base: format!("ou=Staff,{BASE}"),
+        user_filter: "(uid={username})".into(),
+        username_attribute: "uid".into(),
+        display_name_attribute: "cn".into(),
+        email_attribute: "mail".into(),
+        groups: GroupSource::MemberOf,
+        active_directory: false,
+        disabled_attribute: None,
+        timeout: Duration::from_secs(5),
+    };
+    let app = TestApp::spawn_with(IdentitySettings {
+        ldap: Some(ldap),
+        ..IdentitySettings::default()
+    })
+    .await;
+    let mapping = json!([{"group": "Nurses", "facility_id": app.facility_a, "role": "nurse"}]);
+    let reply = app
+        .send(
+            app.client()
+                .put(app.url("/api/v1/admin/group-roles"))
+                .bearer_auth(app.token(User::Admin))
+                .json(&mapping),
+        )
+        .await;
+    assert!(reply.status.is_success(), "{}", reply.body);
+    app
+}
+
+async fn sign_in(browser: &Browser, app: &TestApp, username: &str, password: &str) {
+    browser.goto(&app.url("/signin")).await;
+    browser.fill("#username", username).await;
+    browser.fill("#password", password).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Sign out").await;
+}
+
+async fn sign_out(browser: &Browser) {
+    browser.click("header form button").await;
+    browser.wait_for_text("Sign in to Kiorex").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_at_the_front_desk_the_ward_and_the_privacy_office() {
+    let slapd = Slapd::start();
+    let app = directory_app(&slapd).await;
+    let browser = Browser::start().await;
+
+    // Unsigned visitors land on the sign-in page; a wrong password is explained in words.
+    browser.goto(&app.url("/")).await;
+    browser.wait_for_text("Sign in to Kiorex").await;
+    browser.screenshot("signin").await;
+    browser.fill("#username", "frontdesk.a").await;
+    browser.fill("#password", "not-the-password").await;
+    browser.click("button[type=submit]").await;
+    let page = browser.wait_for_text("wrong username or password").await;
+    assert!(
+        page.contains("reference"),
+        "the request id is shown for IT: {page}"
+    );
+
+    // Front desk registers a patient, then nearly the same one: the duplicate warning.
+    sign_in(&browser, &app, "frontdesk.a", STAFF_PASSWORD).await;
+    browser.goto(&app.url("/patients/new")).await;
+    browser.fill("#family", "Browne").await;
+    browser.fill("#given", "Amelia").await;
+    browser.fill("#birth_date", "03121980").await;
+    browser
+        .click("form[action='/patients/new'] button[type=submit]")
+        .await;
+    let chart = browser.wait_for_text("MRN").await;
+    assert!(chart.contains("BROWNE, Amelia"), "{chart}");
+    let amelia = browser.url().await.rsplit('/').next().unwrap().to_owned();
+    browser.goto(&app.url("/patients/new")).await;
+    browser.fill("#family", "Brown").await;
+    browser.fill("#given", "Amelia").await;
+    browser.fill("#birth_date", "03121980").await;
+    browser
+        .click("form[action='/patients/new'] button[type=submit]")
+        .await;
+    let warning = browser.wait_for_text("may already be registered").await;
+    assert!(
+        warning.contains("BROWNE, Amelia") && warning.contains("This is the same person"),
+        "{warning}"
+    );
+    browser.screenshot("duplicate-warning").await;
+
+    // Search as you type finds her by a fragment.
+    browser.goto(&app.url("/")).await;
+    browser.fill("#q", "brow").await;
+    browser.wait_for_text("BROWNE, Amelia").await;
+    browser.screenshot("search").await;
+    sign_out(&browser).await;
+
+    // A nurse from the directory: not her patient, so the record is restricted until the glass
+    // is broken with a reason; then the chart opens with a banner.
+    sign_in(&browser, &app, "nurse.ward", PASSWORD).await;
+    browser.goto(&app.url(&format!("/patients/{amelia}"))).await;
+    browser.wait_for_text("Restricted record").await;
+    browser.screenshot("restricted").await;
+    browser
+        .fill(
+            "#reason",
+            "Found unresponsive in the waiting room, her nurse is off the ward",
+        )
+        .await;
+    browser.click("form[action$='/break-glass'] button").await;
+    browser.wait_for_text("Break-the-glass access").await;
+
+    // Vitals: an abnormal heart rate is flagged, in words.
+    browser.fill("#heart_rate", "132").await;
+    browser.fill("#spo2", "97").await;
+    browser.click("form[action$='/vitals'] button").await;
+    let chart = browser.wait_for_text("High").await;
+    assert!(chart.contains("132"), "{chart}");
+    browser.screenshot("chart").await;
+    sign_out(&browser).await;
+
+    // The privacy officer sees the event with its reason and approves it.
+    sign_in(&browser, &app, "auditor.a", STAFF_PASSWORD).await;
+    browser.goto(&app.url("/review")).await;
+    let queue = browser.wait_for_text("nurse.ward").await;
+    assert!(
+        queue.contains("unresponsive in the waiting room"),
+        "{queue}"
+    );
+    browser.screenshot("review-queue").await;
+    browser.click("button[value=approve]").await;
+    browser.wait_for_text("approved").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_a_strict_policy_and_forms_need_the_session_token() {
+    let app = TestApp::spawn().await;
+    let page = app.send(app.client().get(app.url("/signin"))).await;
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    // A form post without the session's token is refused, even with a valid session cookie.
+    let login = app
+        .send(
+            app.client()
+                .post(app.url("/api/v1/auth/login"))
+                .json(&json!({"username": "frontdesk.a", "password": STAFF_PASSWORD})),
+        )
+        .await;
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let forged = app
+        .send(
+            app.client()
+                .post(app.url("/patients/new"))
+                .header("cookie", &cookie)
+                .form(&[("csrf_token", "forged"), ("family", "X")]),
+        )
+        .await;
+    assert_eq!(forged.status, reqwest::StatusCode::FORBIDDEN);
+    // Without a session, pages send the browser to sign in, keeping only the path.
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirect = app.send(anonymous.get(app.url("/patients/new"))).await;
+    assert_eq!(
+        redirect.header("location"),
+        Some("/signin?next=/patients/new")
+    );
+}
