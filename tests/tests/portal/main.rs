@@ -194,3 +194,72 @@ async fn pages_carry_a_strict_policy_and_forms_need_the_session_token() {
         Some("/signin?next=/patients/new")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_sign_on_through_the_hospital_provider_in_the_browser() {
+    use kiorex_api::identity::oidc::OidcSettings;
+    use kiorex_testkit::oidc::{CLIENT_ID, OidcProvider};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let callback = format!(
+        "http://{}/api/v1/auth/oidc/callback",
+        listener.local_addr().unwrap()
+    );
+    let idp = OidcProvider::start(
+        &callback,
+        json!({"olivia.ortiz": {"password": "Correct-Horse-42", "name": "Olivia Ortiz",
+                                "email": "olivia@hospital.test", "groups": ["kiorex-physicians"]}}),
+    );
+    let settings = IdentitySettings {
+        oidc: Some(OidcSettings {
+            issuer_url: idp.issuer.clone(),
+            client_id: CLIENT_ID.into(),
+            client_secret: None,
+            redirect_url: callback,
+            scopes: vec!["profile".into(), "email".into(), "groups".into()],
+            username_claim: "preferred_username".into(),
+            email_claim: "email".into(),
+            name_claim: "name".into(),
+            groups_claim: "groups".into(),
+            ca_pem: None,
+            clock_skew_seconds: 60,
+            post_logout_redirect_url: None,
+        }),
+        ..IdentitySettings::default()
+    };
+    let app = TestApp::spawn_on(settings, listener).await;
+    let mapping =
+        json!([{"group": "kiorex-physicians", "facility_id": app.facility_a, "role": "physician"}]);
+    app.send(
+        app.client()
+            .put(app.url("/api/v1/admin/group-roles"))
+            .bearer_auth(app.token(User::Admin))
+            .json(&mapping),
+    )
+    .await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/signin")).await;
+    browser.click("a.button").await;
+    // The provider's own sign-in page, then its consent page.
+    browser.wait_for_text("Sign in").await;
+    browser.fill("input[name=login]", "olivia.ortiz").await;
+    browser
+        .fill("input[name=password]", "Correct-Horse-42")
+        .await;
+    browser.click("button").await;
+    for _ in 0..50 {
+        if browser.url().await.starts_with(&app.base) {
+            break;
+        }
+        if browser
+            .client
+            .find(fantoccini::Locator::Css("form[action$='/confirm'] button"))
+            .await
+            .is_ok()
+        {
+            browser.click("form[action$='/confirm'] button").await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let home = browser.wait_for_text("Find a patient").await;
+    assert!(home.contains("olivia.ortiz"), "{home}");
+}
