@@ -1,5 +1,14 @@
 //! `kiorexctl`: what hospital IT runs on a host to install and operate Kiorex.
+//! Exit statuses and error codes: docs/ops/kiorexctl.md.
 
+mod failure;
+mod files;
+mod init;
+mod pki;
+mod preflight;
+mod progress;
+mod site;
+mod tlsprobe;
 mod up;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -8,7 +17,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "kiorexctl",
     version,
-    about = "Install and operate the Kiorex hospital information platform."
+    about = "Install and operate the Kiorex hospital information platform.",
+    after_help = "Exit status: 0 done, 1 failed (the message has a KX-CTL code), 2 wrong usage, \
+                  3 a check found a problem, 4 a bundle or backup is not authentic, 5 refused as \
+                  unsafe. Every code: docs/ops/kiorexctl.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,6 +35,13 @@ pub enum Output {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check that this host can run a Kiorex node: CPU, memory, disk and fsync latency, kernel
+    /// modules, sysctls, time sync, default route, free ports; with --site also DNS and the
+    /// directory, IdP, Ceph and SMTP. Changes nothing. Exit 3 if a check fails.
+    Preflight(preflight::PreflightArgs),
+    /// Write the site config (kiorex-site.toml) from flags or questions, and create the internal
+    /// CA, the service certificates and the secrets (mode 0600). Safe to run again.
+    Init(init::InitArgs),
     /// Run Kiorex on this machine alone (single-node mode) with a local PostgreSQL, demo data and
     /// a demo administrator. Stops everything on Ctrl-C; data stays in the data directory.
     Up(up::UpArgs),
@@ -31,10 +50,12 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Preflight(args) => preflight::run(args),
+        Command::Init(args) => init::run(args),
         Command::Up(args) => up::run(args),
     };
     if let Err(e) = result {
         eprintln!("kiorexctl: {e:#}");
-        std::process::exit(1);
+        std::process::exit(failure::exit_status(&e));
     }
 }
