@@ -1,12 +1,15 @@
 //! `kiorexctl`: what hospital IT runs on a host to install and operate Kiorex.
 //! Exit statuses and error codes: docs/ops/kiorexctl.md.
 
+mod bundle;
 mod failure;
 mod files;
 mod init;
+mod oci;
 mod pki;
 mod preflight;
 mod progress;
+mod sbom;
 mod site;
 mod tlsprobe;
 mod up;
@@ -42,6 +45,11 @@ enum Command {
     /// Write the site config (kiorex-site.toml) from flags or questions, and create the internal
     /// CA, the service certificates and the secrets (mode 0600). Safe to run again.
     Init(init::InitArgs),
+    /// Build (on a connected build host), verify and inspect the signed air-gapped bundle.
+    Bundle {
+        #[command(subcommand)]
+        command: bundle::BundleCommand,
+    },
     /// Run Kiorex on this machine alone (single-node mode) with a local PostgreSQL, demo data and
     /// a demo administrator. Stops everything on Ctrl-C; data stays in the data directory.
     Up(up::UpArgs),
@@ -52,6 +60,7 @@ fn main() {
     let result = match cli.command {
         Command::Preflight(args) => preflight::run(args),
         Command::Init(args) => init::run(args),
+        Command::Bundle { command } => bundle::run(command),
         Command::Up(args) => up::run(args),
     };
     if let Err(e) = result {
