@@ -5,10 +5,12 @@ mod bundle;
 mod failure;
 mod files;
 mod init;
+mod kustomize;
 mod oci;
 mod pki;
 mod preflight;
 mod progress;
+mod render;
 mod sbom;
 mod site;
 mod tlsprobe;
@@ -45,6 +47,9 @@ enum Command {
     /// Write the site config (kiorex-site.toml) from flags or questions, and create the internal
     /// CA, the service certificates and the secrets (mode 0600). Safe to run again.
     Init(init::InitArgs),
+    /// Render the site's Kubernetes manifests into a directory to review before installing, in
+    /// apply order; no kubectl or kustomize needed.
+    Render(render::RenderArgs),
     /// Build (on a connected build host), verify and inspect the signed air-gapped bundle.
     Bundle {
         #[command(subcommand)]
@@ -60,6 +65,7 @@ fn main() {
     let result = match cli.command {
         Command::Preflight(args) => preflight::run(args),
         Command::Init(args) => init::run(args),
+        Command::Render(args) => render::run(args),
         Command::Bundle { command } => bundle::run(command),
         Command::Up(args) => up::run(args),
     };

@@ -3,6 +3,7 @@
 mod bundle;
 mod init;
 mod preflight;
+mod render;
 
 use std::path::Path;
 use std::process::Command;
