@@ -1,6 +1,7 @@
 //! `kiorexctl`: what hospital IT runs on a host to install and operate Kiorex.
 //! Exit statuses and error codes: docs/ops/kiorexctl.md.
 
+mod backup;
 mod bundle;
 mod failure;
 mod files;
@@ -12,6 +13,7 @@ mod preflight;
 mod progress;
 mod render;
 mod sbom;
+mod single_node;
 mod site;
 mod tlsprobe;
 mod up;
@@ -55,6 +57,12 @@ enum Command {
         #[command(subcommand)]
         command: bundle::BundleCommand,
     },
+    /// Single-node mode: a PostgreSQL base backup (turning on continuous WAL archiving the first
+    /// time), plus the secrets, site config and PKI. Run it daily (cron or a systemd timer).
+    Backup(backup::BackupArgs),
+    /// Single-node mode: restore a backup, to the latest state or to a moment (--to-time). The
+    /// current database is kept aside, never deleted.
+    Restore(backup::RestoreArgs),
     /// Run Kiorex on this machine alone (single-node mode) with a local PostgreSQL, demo data and
     /// a demo administrator. Stops everything on Ctrl-C; data stays in the data directory.
     Up(up::UpArgs),
@@ -67,6 +75,8 @@ fn main() {
         Command::Init(args) => init::run(args),
         Command::Render(args) => render::run(args),
         Command::Bundle { command } => bundle::run(command),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
         Command::Up(args) => up::run(args),
     };
     if let Err(e) = result {

@@ -1,5 +1,6 @@
 //! kiorexctl as an admin runs it: the real binary, real files, this machine's kernel and sockets.
 
+mod backup;
 mod bundle;
 mod init;
 mod preflight;
