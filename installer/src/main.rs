@@ -12,9 +12,11 @@ mod pki;
 mod preflight;
 mod progress;
 mod render;
+mod rotate;
 mod sbom;
 mod single_node;
 mod site;
+mod status;
 mod tlsprobe;
 mod up;
 
@@ -63,6 +65,11 @@ enum Command {
     /// Single-node mode: restore a backup, to the latest state or to a moment (--to-time). The
     /// current database is kept aside, never deleted.
     Restore(backup::RestoreArgs),
+    /// Show whether Kiorex is healthy: components, versions, certificate expiry (warns 60 days
+    /// ahead), backup age. Exit 3 when not healthy. `--output json` is what Ansible reads.
+    Status(status::StatusArgs),
+    /// Reissue the service certificates that expire within 60 days (or --all) from the site CA.
+    RotateCerts(rotate::RotateArgs),
     /// Run Kiorex on this machine alone (single-node mode) with a local PostgreSQL, demo data and
     /// a demo administrator. Stops everything on Ctrl-C; data stays in the data directory.
     Up(up::UpArgs),
@@ -77,6 +84,8 @@ fn main() {
         Command::Bundle { command } => bundle::run(command),
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args),
+        Command::Status(args) => status::run(args),
+        Command::RotateCerts(args) => rotate::run(args),
         Command::Up(args) => up::run(args),
     };
     if let Err(e) = result {

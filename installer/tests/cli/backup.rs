@@ -252,6 +252,26 @@ fn backup_then_restore_gives_back_identical_records_at_a_point_in_time() {
         "{auto}"
     );
 
+    // status sees the running database and the fresh backup.
+    let status = kiorexctl(
+        node.dir.path(),
+        &[
+            "status",
+            "--data-dir",
+            data,
+            "--backups",
+            target_s,
+            "--url",
+            "http://127.0.0.1:9",
+            "--output",
+            "json",
+        ],
+    )
+    .json();
+    assert_eq!(status["components"][0]["name"], "postgres");
+    assert_eq!(status["components"][0]["ready"], true, "{status}");
+    assert_eq!(status["backup"]["status"], "ok", "{status}");
+
     // A damaged backup file is refused before anything is touched.
     let base = dir.join("base.tar.gz");
     let mut bytes = std::fs::read(&base).unwrap();

@@ -5,6 +5,7 @@ mod bundle;
 mod init;
 mod preflight;
 mod render;
+mod status;
 
 use std::path::Path;
 use std::process::Command;
