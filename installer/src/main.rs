@@ -17,6 +17,7 @@ mod sbom;
 mod single_node;
 mod site;
 mod status;
+mod support;
 mod tlsprobe;
 mod up;
 
@@ -70,6 +71,9 @@ enum Command {
     Status(status::StatusArgs),
     /// Reissue the service certificates that expire within 60 days (or --all) from the site CA.
     RotateCerts(rotate::RotateArgs),
+    /// Collect logs, status, preflight and the site config into one archive for support, with
+    /// every secret removed.
+    SupportBundle(support::SupportArgs),
     /// Run Kiorex on this machine alone (single-node mode) with a local PostgreSQL, demo data and
     /// a demo administrator. Stops everything on Ctrl-C; data stays in the data directory.
     Up(up::UpArgs),
@@ -86,6 +90,7 @@ fn main() {
         Command::Restore(args) => backup::restore(args),
         Command::Status(args) => status::run(args),
         Command::RotateCerts(args) => rotate::run(args),
+        Command::SupportBundle(args) => support::run(args),
         Command::Up(args) => up::run(args),
     };
     if let Err(e) = result {

@@ -6,6 +6,7 @@ mod init;
 mod preflight;
 mod render;
 mod status;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
