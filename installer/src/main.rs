@@ -9,11 +9,13 @@ mod init;
 mod kustomize;
 mod oci;
 mod pki;
+mod plan;
 mod preflight;
 mod progress;
 mod render;
 mod rotate;
 mod sbom;
+mod secrets;
 mod single_node;
 mod site;
 mod status;
@@ -55,11 +57,23 @@ enum Command {
     /// Render the site's Kubernetes manifests into a directory to review before installing, in
     /// apply order; no kubectl or kustomize needed.
     Render(render::RenderArgs),
+    /// Write the site's Kubernetes Secrets (TLS, database, signing key, Meilisearch) and trust
+    /// bundle from its pki/ and secrets/ into one file (mode 0600) that install applies.
+    Secrets(secrets::SecretsArgs),
     /// Build (on a connected build host), verify and inspect the signed air-gapped bundle.
     Bundle {
         #[command(subcommand)]
         command: bundle::BundleCommand,
     },
+    /// Install a release on a k3s cluster: verify the bundle, import the image, render, apply in
+    /// order (namespaces and policies first), migrate, first admin, wait until ready. Needs k3s;
+    /// --dry-run prints the plan.
+    Install(plan::InstallArgs),
+    /// Upgrade to the bundle's release: pre-upgrade backup, migrations, rolling restart, health
+    /// gate, rollback to the previous images on failure. Refuses a skipped major version (exit 5).
+    Upgrade(plan::UpgradeArgs),
+    /// Remove Kiorex from the cluster (--keep-data keeps the databases). --dry-run prints the plan.
+    Uninstall(plan::UninstallArgs),
     /// Single-node mode: a PostgreSQL base backup (turning on continuous WAL archiving the first
     /// time), plus the secrets, site config and PKI. Run it daily (cron or a systemd timer).
     Backup(backup::BackupArgs),
@@ -85,7 +99,11 @@ fn main() {
         Command::Preflight(args) => preflight::run(args),
         Command::Init(args) => init::run(args),
         Command::Render(args) => render::run(args),
+        Command::Secrets(args) => secrets::run(args),
         Command::Bundle { command } => bundle::run(command),
+        Command::Install(args) => plan::install(args),
+        Command::Upgrade(args) => plan::upgrade(args),
+        Command::Uninstall(args) => plan::uninstall(args),
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args),
         Command::Status(args) => status::run(args),

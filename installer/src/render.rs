@@ -51,6 +51,20 @@ pub const PHASES: &[(&str, &str)] = &[
     ),
 ];
 
+pub const PRE_UPGRADE_BACKUP: &str = "backup-pre-upgrade.yaml";
+const PRE_UPGRADE_BACKUP_YAML: &str =
+    "# On-demand CloudNativePG backup taken by `kiorexctl upgrade` before it changes anything.
+apiVersion: postgresql.cnpg.io/v1
+kind: Backup
+metadata:
+  name: pre-upgrade
+  namespace: kiorex-data
+spec:
+  cluster:
+    name: kiorex-pg
+  method: barmanObjectStore
+";
+
 pub fn phase_of(obj: &Value) -> usize {
     let k = kind(obj);
     match k.as_str() {
@@ -284,6 +298,8 @@ fn write(objects: &[Value], out: &Path) -> Result<Vec<(String, usize)>> {
         out.join("all.yaml"),
         to_yaml(&objects.iter().collect::<Vec<_>>())?,
     )?;
+    // Not part of the site's steady state: `upgrade` applies it to take an on-demand backup.
+    std::fs::write(out.join(PRE_UPGRADE_BACKUP), PRE_UPGRADE_BACKUP_YAML)?;
     Ok(written)
 }
 

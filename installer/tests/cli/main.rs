@@ -3,6 +3,7 @@
 mod backup;
 mod bundle;
 mod init;
+mod plan;
 mod preflight;
 mod render;
 mod status;
