@@ -330,14 +330,14 @@ fn walk_containers(node: &mut Value, f: &mut dyn FnMut(&mut Mapping)) {
     match node {
         Value::Mapping(m) => {
             for (k, v) in m.iter_mut() {
-                if matches!(k.as_str(), Some("containers" | "initContainers")) {
-                    if let Value::Sequence(list) = v {
-                        for c in list.iter_mut() {
-                            if let Value::Mapping(c) = c {
-                                if c.get("image").is_some_and(Value::is_string) {
-                                    f(c);
-                                }
-                            }
+                if matches!(k.as_str(), Some("containers" | "initContainers"))
+                    && let Value::Sequence(list) = v
+                {
+                    for c in list.iter_mut() {
+                        if let Value::Mapping(c) = c
+                            && c.get("image").is_some_and(Value::is_string)
+                        {
+                            f(c);
                         }
                     }
                 }

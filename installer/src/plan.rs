@@ -57,32 +57,32 @@ fn apply_steps(rendered: &str) -> Vec<Step> {
         step(
             "namespaces",
             "namespaces with Pod Security restricted",
-            &kubectl(&["apply", "-f", &f("01-namespaces.yaml")]),
+            kubectl(&["apply", "-f", &f("01-namespaces.yaml")]),
         ),
         step(
             "network-policies",
             "default-deny and zone rules before any pod starts",
-            &kubectl(&["apply", "-f", &f("02-network-policies.yaml")]),
+            kubectl(&["apply", "-f", &f("02-network-policies.yaml")]),
         ),
         step(
             "secrets",
             "TLS and credential Secrets from the site directory",
-            &kubectl(&["apply", "-f", &f("00-secrets.yaml")]),
+            kubectl(&["apply", "-f", &f("00-secrets.yaml")]),
         ),
         step(
             "config",
             "accounts, config, services, ingress controllers",
-            &kubectl(&["apply", "-f", &f("03-config.yaml")]),
+            kubectl(&["apply", "-f", &f("03-config.yaml")]),
         ),
         step(
             "data",
             "PostgreSQL, Meilisearch, Ceph RGW endpoint",
-            &kubectl(&["apply", "-f", &f("04-data.yaml")]),
+            kubectl(&["apply", "-f", &f("04-data.yaml")]),
         ),
         step(
             "data-ready",
             "wait for PostgreSQL",
-            &kubectl(&[
+            kubectl(&[
                 "wait",
                 "--for=condition=Ready",
                 "cluster.postgresql.cnpg.io/kiorex-pg",
@@ -94,7 +94,7 @@ fn apply_steps(rendered: &str) -> Vec<Step> {
         step(
             "migrate-clear",
             "remove the previous migrate Job (its template is immutable)",
-            &kubectl(&[
+            kubectl(&[
                 "delete",
                 "job/kiorex-migrate",
                 "-n",
@@ -105,12 +105,12 @@ fn apply_steps(rendered: &str) -> Vec<Step> {
         step(
             "migrate",
             "run kiorex migrate as a Job",
-            &kubectl(&["apply", "-f", &f("05-migrate.yaml")]),
+            kubectl(&["apply", "-f", &f("05-migrate.yaml")]),
         ),
         step(
             "migrate-done",
             "wait for the migrations to finish",
-            &kubectl(&[
+            kubectl(&[
                 "wait",
                 "--for=condition=complete",
                 "job/kiorex-migrate",
@@ -122,14 +122,14 @@ fn apply_steps(rendered: &str) -> Vec<Step> {
         step(
             "workloads",
             "edge, core, worker, hl7 and the ingresses (rolling update)",
-            &kubectl(&["apply", "-f", &f("06-workloads.yaml")]),
+            kubectl(&["apply", "-f", &f("06-workloads.yaml")]),
         ),
     ];
     for (ns, d) in DEPLOYMENTS {
         steps.push(step(
             &format!("ready-{d}"),
             &format!("wait until {d} is rolled out and ready"),
-            &kubectl(&[
+            kubectl(&[
                 "rollout",
                 "status",
                 &format!("deployment/{d}"),
@@ -154,7 +154,7 @@ fn stage_steps(bundle: &Path, site_dir: &Path, version: &str) -> Vec<Step> {
         step(
             "verify",
             "check the bundle's signature and every file",
-            &[
+            [
                 "kiorexctl",
                 "bundle",
                 "verify",
@@ -166,12 +166,12 @@ fn stage_steps(bundle: &Path, site_dir: &Path, version: &str) -> Vec<Step> {
         step(
             "unpack",
             "unpack the bundle",
-            &["tar", "-xf", &b, "-C", &rel],
+            ["tar", "-xf", &b, "-C", &rel],
         ),
         step(
             "images-dir",
             "place the image where k3s imports it at every start",
-            &[
+            [
                 "install",
                 "-m",
                 "0644",
@@ -182,7 +182,7 @@ fn stage_steps(bundle: &Path, site_dir: &Path, version: &str) -> Vec<Step> {
         step(
             "images-import",
             "import the image into k3s's containerd now",
-            &[
+            [
                 "k3s",
                 "ctr",
                 "images",
@@ -193,7 +193,7 @@ fn stage_steps(bundle: &Path, site_dir: &Path, version: &str) -> Vec<Step> {
         step(
             "render",
             "render the site's manifests for review and apply",
-            &[
+            [
                 "kiorexctl",
                 "render",
                 "--site",
@@ -207,7 +207,7 @@ fn stage_steps(bundle: &Path, site_dir: &Path, version: &str) -> Vec<Step> {
         step(
             "secrets-render",
             "write the Secrets from the site's PKI and secrets (0600)",
-            &[
+            [
                 "kiorexctl",
                 "secrets",
                 "--site-dir",
@@ -227,7 +227,7 @@ pub fn install_plan(bundle: &Path, site: &SiteConfig, site_dir: &Path) -> Vec<St
     steps.push(step(
         "first-admin",
         "create the first administrator (password in the site's secrets/admin-password)",
-        &kubectl(&[
+        kubectl(&[
             "exec",
             "-n",
             "kiorex-clinical",
@@ -250,7 +250,7 @@ pub fn install_plan(bundle: &Path, site: &SiteConfig, site_dir: &Path) -> Vec<St
     steps.push(step(
         "current",
         "mark this release as the running one",
-        &[
+        [
             "ln",
             "-sfn",
             &release_dir(version),
@@ -347,12 +347,12 @@ pub fn upgrade_plan(
     steps.push(step(
         "health-gate",
         "health gate: every component ready, no migration pending",
-        &["kiorexctl", "status", "--output", "json"],
+        ["kiorexctl", "status", "--output", "json"],
     ));
     steps.push(step(
         "current",
         "mark this release as the running one",
-        &[
+        [
             "ln",
             "-sfn",
             &release_dir(version),
@@ -366,7 +366,7 @@ pub fn upgrade_plan(
         &format!(
             "on failure: re-apply release {running}'s workloads (previous images and manifests)"
         ),
-        &kubectl(&[
+        kubectl(&[
             "apply",
             "-f",
             &format!("{}/rendered/06-workloads.yaml", release_dir(running)),
@@ -381,7 +381,7 @@ pub fn uninstall_plan(keep_data: bool) -> Vec<Step> {
     let mut steps = vec![step(
         "workloads",
         "stop edge, core, worker and hl7",
-        &kubectl(&[
+        kubectl(&[
             "delete",
             "deployment,job,ingress,pdb",
             "-l",
@@ -394,19 +394,19 @@ pub fn uninstall_plan(keep_data: bool) -> Vec<Step> {
         steps.push(step(
             "keep-data",
             "keep kiorex-data (PostgreSQL, Meilisearch volumes) for a reinstall",
-            &["true"],
+            ["true"],
         ));
     } else {
         steps.push(step(
             "data",
             "delete PostgreSQL and Meilisearch with their volumes (irreversible; back up first)",
-            &kubectl(&["delete", "namespace", "kiorex-data", "--ignore-not-found"]),
+            kubectl(&["delete", "namespace", "kiorex-data", "--ignore-not-found"]),
         ));
     }
     steps.push(step(
         "zones",
         "delete the DMZ and clinical namespaces",
-        &kubectl(&[
+        kubectl(&[
             "delete",
             "namespace",
             "kiorex-dmz",
@@ -417,7 +417,7 @@ pub fn uninstall_plan(keep_data: bool) -> Vec<Step> {
     steps.push(step(
         "images",
         "remove the imported images",
-        &["sh", "-c", &format!("rm -f {K3S_IMAGES}/kiorex-*.oci.tar")],
+        ["sh", "-c", &format!("rm -f {K3S_IMAGES}/kiorex-*.oci.tar")],
     ));
     steps
 }

@@ -268,13 +268,13 @@ impl SiteConfig {
                 ));
             }
         }
-        if let Some(i) = &self.idp {
-            if endpoint(&i.issuer, &["https"]).is_none() {
-                out.push(format!(
-                    "idp.issuer {:?}: expected an https:// URL",
-                    i.issuer
-                ));
-            }
+        if let Some(i) = &self.idp
+            && endpoint(&i.issuer, &["https"]).is_none()
+        {
+            out.push(format!(
+                "idp.issuer {:?}: expected an https:// URL",
+                i.issuer
+            ));
         }
         if let Some(c) = &self.ceph {
             if endpoint(&c.endpoint, &["https", "http"]).is_none() {
@@ -293,10 +293,10 @@ impl SiteConfig {
                 }
             }
         }
-        if let Some(s) = &self.smtp {
-            if host_port(&s.relay).is_none() {
-                out.push(format!("smtp.relay {:?}: expected host:port", s.relay));
-            }
+        if let Some(s) = &self.smtp
+            && host_port(&s.relay).is_none()
+        {
+            out.push(format!("smtp.relay {:?}: expected host:port", s.relay));
         }
         if self.backup.target.starts_with("s3://") && self.ceph.is_none() {
             out.push("backup.target is s3:// but there is no [ceph] section".into());
@@ -307,26 +307,26 @@ impl SiteConfig {
     /// Every network service the site depends on, as (what, host, port, speaks TLS from the start).
     pub fn endpoints(&self) -> Vec<Endpoint> {
         let mut out = Vec::new();
-        if let Some(d) = &self.directory {
-            if let Some((scheme, host, port)) = endpoint(&d.url, &["ldap", "ldaps"]) {
-                out.push(Endpoint::new("directory", host, port, scheme == "ldaps"));
-            }
+        if let Some(d) = &self.directory
+            && let Some((scheme, host, port)) = endpoint(&d.url, &["ldap", "ldaps"])
+        {
+            out.push(Endpoint::new("directory", host, port, scheme == "ldaps"));
         }
-        if let Some(i) = &self.idp {
-            if let Some((_, host, port)) = endpoint(&i.issuer, &["https"]) {
-                out.push(Endpoint::new("idp", host, port, true));
-            }
+        if let Some(i) = &self.idp
+            && let Some((_, host, port)) = endpoint(&i.issuer, &["https"])
+        {
+            out.push(Endpoint::new("idp", host, port, true));
         }
-        if let Some(c) = &self.ceph {
-            if let Some((scheme, host, port)) = endpoint(&c.endpoint, &["https", "http"]) {
-                out.push(Endpoint::new("ceph-rgw", host, port, scheme == "https"));
-            }
+        if let Some(c) = &self.ceph
+            && let Some((scheme, host, port)) = endpoint(&c.endpoint, &["https", "http"])
+        {
+            out.push(Endpoint::new("ceph-rgw", host, port, scheme == "https"));
         }
-        if let Some(s) = &self.smtp {
-            if let Some((host, port)) = host_port(&s.relay) {
-                // Port 465 is TLS from the first byte; 25/587 start in clear and STARTTLS.
-                out.push(Endpoint::new("smtp", host, port, port == 465));
-            }
+        if let Some(s) = &self.smtp
+            && let Some((host, port)) = host_port(&s.relay)
+        {
+            // Port 465 is TLS from the first byte; 25/587 start in clear and STARTTLS.
+            out.push(Endpoint::new("smtp", host, port, port == 465));
         }
         out
     }

@@ -71,10 +71,10 @@ pub fn run(args: SupportArgs) -> Result<()> {
             std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default()
         ),
     ));
-    if let Some(dir) = &args.site_dir {
-        if let Ok(text) = std::fs::read_to_string(dir.join(crate::site::FILE_NAME)) {
-            files.push((format!("site/{}", crate::site::FILE_NAME), text));
-        }
+    if let Some(dir) = &args.site_dir
+        && let Ok(text) = std::fs::read_to_string(dir.join(crate::site::FILE_NAME))
+    {
+        files.push((format!("site/{}", crate::site::FILE_NAME), text));
     }
     for log in logs(&args.data_dir) {
         let name = format!(
@@ -133,10 +133,10 @@ fn known_secrets(data_dir: &Path, site_dir: Option<&Path>) -> Vec<String> {
             }
         }
     }
-    if let Ok(layout) = Layout::new(data_dir) {
-        if let Ok(p) = layout.database_password() {
-            out.push(p);
-        }
+    if let Ok(layout) = Layout::new(data_dir)
+        && let Ok(p) = layout.database_password()
+    {
+        out.push(p);
     }
     out.retain(|s| s.len() >= 8);
     out.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -177,11 +177,11 @@ fn redact_assignments(line: &str) -> (String, usize) {
     let lower = line.to_ascii_lowercase();
     let mut count = 0;
     let mut out = line.to_owned();
-    if let (Some(scheme), Some(at)) = (lower.find("://"), lower.find('@')) {
-        if let Some(colon) = lower[scheme + 3..at].find(':').map(|c| c + scheme + 3) {
-            out = format!("{}{REDACTED}{}", &line[..=colon], &line[at..]);
-            count += 1;
-        }
+    if let (Some(scheme), Some(at)) = (lower.find("://"), lower.find('@'))
+        && let Some(colon) = lower[scheme + 3..at].find(':').map(|c| c + scheme + 3)
+    {
+        out = format!("{}{REDACTED}{}", &line[..=colon], &line[at..]);
+        count += 1;
     }
     for key in [
         "password",
