@@ -146,22 +146,21 @@ fn release_dir(version: &str) -> String {
     format!("{RELEASES}/{version}")
 }
 
-fn stage_steps(bundle: &Path, site_dir: &Path, version: &str) -> Vec<Step> {
+fn stage_steps(bundle: &Path, site_dir: &Path, version: &str, public_key: &Path) -> Vec<Step> {
     let rel = release_dir(version);
     let b = bundle.display().to_string();
     let s = site_dir.display().to_string();
+    let key = public_key.display().to_string();
     vec![
         step(
             "verify",
             "check the bundle's signature and every file",
-            [
-                "kiorexctl",
-                "bundle",
-                "verify",
-                &b,
-                "--public-key",
-                "/etc/kiorex/bundle-signing.pub",
-            ],
+            ["kiorexctl", "bundle", "verify", &b, "--public-key", &key],
+        ),
+        step(
+            "release-dir",
+            "a directory for this release (the previous one stays for rollback)",
+            ["install", "-d", "-m", "0750", &rel],
         ),
         step(
             "unpack",
@@ -219,9 +218,14 @@ fn stage_steps(bundle: &Path, site_dir: &Path, version: &str) -> Vec<Step> {
     ]
 }
 
-pub fn install_plan(bundle: &Path, site: &SiteConfig, site_dir: &Path) -> Vec<Step> {
+pub fn install_plan(
+    bundle: &Path,
+    site: &SiteConfig,
+    site_dir: &Path,
+    public_key: &Path,
+) -> Vec<Step> {
     let version = &site.site.version;
-    let mut steps = stage_steps(bundle, site_dir, version);
+    let mut steps = stage_steps(bundle, site_dir, version, public_key);
     steps.extend(apply_steps(&format!("{}/rendered", release_dir(version))));
     let facility = site.facilities.first().map_or("MAIN", |f| f.code.as_str());
     steps.push(step(
@@ -298,13 +302,14 @@ pub fn upgrade_plan(
     site: &SiteConfig,
     site_dir: &Path,
     running: &str,
+    public_key: &Path,
 ) -> Result<Vec<Step>> {
     if let Some(why) = upgrade_refusal(running, &site.site.version) {
         return Err(fail("KX-CTL-061", exit::REFUSED, why));
     }
     let version = &site.site.version;
     // Staging changes nothing that runs; the backup comes right before the first change.
-    let mut steps = stage_steps(bundle, site_dir, version);
+    let mut steps = stage_steps(bundle, site_dir, version, public_key);
     steps.extend([
         step(
             "backup-clear",
@@ -430,6 +435,9 @@ pub struct InstallArgs {
     /// The site config file (kiorex-site.toml from `kiorexctl init`); its directory holds pki/ and secrets/.
     #[arg(long)]
     site: PathBuf,
+    /// The public key that release bundles are signed with.
+    #[arg(long, default_value = "/etc/kiorex/bundle-signing.pub")]
+    public_key: PathBuf,
     /// Print the plan and change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -470,7 +478,14 @@ fn site_dir(site: &Path) -> PathBuf {
 
 pub fn install(args: InstallArgs) -> Result<()> {
     let site = SiteConfig::load(&args.site)?;
-    let steps = install_plan(&args.bundle, &site, &site_dir(&args.site));
+    let steps = install_plan(&args.bundle, &site, &site_dir(&args.site), &args.public_key);
+    if !args.dry_run {
+        // Re-running on an installed release changes nothing (Ansible reads this line).
+        if running_version().ok().as_deref() == Some(site.site.version.as_str()) {
+            println!("already at {}", site.site.version);
+            return Ok(());
+        }
+    }
     execute(&steps, args.dry_run, args.output, "install")
 }
 
@@ -485,6 +500,7 @@ pub fn upgrade(args: UpgradeArgs) -> Result<()> {
         &site,
         &site_dir(&args.install.site),
         &running,
+        &args.install.public_key,
     )?;
     execute(&steps, args.install.dry_run, args.install.output, "upgrade")
 }
