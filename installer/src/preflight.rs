@@ -550,16 +550,24 @@ fn reach(e: &crate::site::Endpoint, timeout: Duration) -> Check {
         .to_socket_addrs()
         .map(|a| a.collect())
         .unwrap_or_default();
-    let Some(addr) = addrs.first() else {
+    if addrs.is_empty() {
         return check(
             id,
             Status::Fail,
             format!("{} does not resolve", e.host),
             &fix,
         );
-    };
+    }
     let started = Instant::now();
-    match TcpStream::connect_timeout(addr, timeout) {
+    // A name may resolve to several addresses (IPv6 and IPv4): the first that answers counts.
+    let mut connected = Err(std::io::Error::other("no address"));
+    for addr in &addrs {
+        connected = TcpStream::connect_timeout(addr, timeout);
+        if connected.is_ok() {
+            break;
+        }
+    }
+    match connected {
         Err(err) => check(
             id,
             Status::Fail,

@@ -183,3 +183,99 @@ fn preflight_fails_a_tls_endpoint_that_does_not_speak_tls() {
         "{check}"
     );
 }
+
+/// A TLS server on loopback with a certificate for `name`; answers one handshake.
+fn tls_server(name: &str) -> (u16, std::thread::JoinHandle<()>) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        let mut conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).unwrap();
+        while conn.is_handshaking() {
+            if conn.complete_io(&mut tcp).is_err() {
+                break;
+            }
+        }
+    });
+    (port, handle)
+}
+
+/// A real TLS service passes with its certificate's name and expiry; one whose certificate
+/// names another host fails, naming what it does name. (Host names need a dot in the site
+/// config, so the services are addressed by IP, which the certificates name.)
+#[test]
+fn preflight_checks_the_tls_certificate_of_a_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, _good_server) = tls_server("127.0.0.1");
+    let (wrong, _wrong_server) = tls_server("someone-else.example.org");
+    std::fs::write(
+        dir.path().join("kiorex-site.toml"),
+        format!(
+            "[site]\nname = \"t\"\n[[facility]]\ncode = \"T\"\nname = \"T\"\n[portals]\nlan = \"a.example.lan\"\ndmz = \"b.example.org\"\n\
+             [directory]\nurl = \"ldaps://127.0.0.1:{good}\"\nbase_dn = \"dc=t\"\n[idp]\nissuer = \"https://127.0.0.1:{wrong}/realms/h\"\nclient_id = \"kiorex\"\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().to_str().unwrap();
+    let run = kiorexctl(
+        dir.path(),
+        &[
+            "preflight",
+            "--site",
+            "kiorex-site.toml",
+            "--data-dir",
+            data,
+            "--no-ports",
+            "--timeout",
+            "3",
+            "--output",
+            "json",
+        ],
+    );
+    // (the server threads are not joined: a server the check never reached would block)
+    let report = run.json();
+    let find = |id: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let directory = find("reach.directory");
+    assert_eq!(directory["status"], "pass", "{directory}");
+    assert!(
+        directory["detail"]
+            .as_str()
+            .unwrap()
+            .contains("certificate for 127.0.0.1"),
+        "{directory}"
+    );
+    let idp = find("reach.idp");
+    assert_eq!(idp["status"], "fail", "{idp}");
+    assert!(
+        idp["detail"]
+            .as_str()
+            .unwrap()
+            .contains("someone-else.example.org"),
+        "{idp}"
+    );
+}
