@@ -37,7 +37,7 @@ pub struct StatusArgs {
 
 #[derive(Debug, Serialize)]
 pub struct Component {
-    pub name: &'static str,
+    pub name: String,
     pub ready: bool,
     pub version: Option<String>,
     pub detail: String,
@@ -65,13 +65,21 @@ pub fn cert_level(days_left: i64) -> Level {
 pub fn run(args: StatusArgs) -> Result<()> {
     let now = OffsetDateTime::now_utc();
     let bar = crate::progress::spinner(args.output == Output::Text, "asking the components");
-    let mut components = vec![postgres(&args.data_dir), core(&args.url)];
-    let version = kiorex_version();
-    components[1].version = version.clone();
+    // On a k3s node the cluster is asked; elsewhere the single-node processes are.
+    let (components, version, pending) = match cluster() {
+        Some(found) => found,
+        None => {
+            let mut components = vec![postgres(&args.data_dir), core(&args.url)];
+            let version = kiorex_version();
+            components[1].version = version.clone();
+            // The core refuses to start with a migration pending, so a ready core means none.
+            let pending = components[1].ready.then_some(0);
+            (components, version, pending)
+        }
+    };
     bar.finish_and_clear();
     let certificates = certificates(args.site_dir.as_deref(), now);
     let backup = backup_age(args.backups.as_deref(), now, args.backup_max_age_hours);
-    let core_ready = components[1].ready;
     let certs_valid = certificates.iter().all(|c| c["status"] != "expired");
     let healthy = components.iter().all(|c| c.ready) && certs_valid;
     let report = json!({
@@ -79,8 +87,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
         "version": version.clone().unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
         "healthy": healthy,
         "components": components,
-        // The core refuses to start with a migration pending, so a ready core means none.
-        "migrations": {"pending": if core_ready { json!(0) } else { json!(null) }},
+        "migrations": {"pending": pending},
         "certificates": certificates,
         "backup": backup,
     });
@@ -134,6 +141,99 @@ fn print_text(r: &serde_json::Value) {
     );
 }
 
+/// The cluster's view through k3s's kubectl: every Kiorex Deployment, the PostgreSQL cluster and
+/// the migrate Job. None when this host has no k3s.
+fn cluster() -> Option<(Vec<Component>, Option<String>, Option<u32>)> {
+    let kubectl = |args: &[&str]| -> Option<serde_json::Value> {
+        let out = std::process::Command::new("k3s")
+            .arg("kubectl")
+            .args(args)
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    };
+    std::process::Command::new("k3s")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let deployments = kubectl(&[
+        "get",
+        "deployments",
+        "-A",
+        "-l",
+        "app.kubernetes.io/part-of=kiorex",
+        "-o",
+        "json",
+    ])
+    .unwrap_or(json!({}));
+    let postgres = kubectl(&[
+        "get",
+        "cluster.postgresql.cnpg.io/kiorex-pg",
+        "-n",
+        "kiorex-data",
+        "-o",
+        "json",
+    ])
+    .unwrap_or(json!({}));
+    let job = kubectl(&[
+        "get",
+        "job/kiorex-migrate",
+        "-n",
+        "kiorex-clinical",
+        "-o",
+        "json",
+    ])
+    .unwrap_or(json!({}));
+    Some(from_cluster(&deployments, &postgres, &job))
+}
+
+/// Components, version and pending migrations from `kubectl get -o json` answers.
+pub fn from_cluster(
+    deployments: &serde_json::Value,
+    postgres: &serde_json::Value,
+    job: &serde_json::Value,
+) -> (Vec<Component>, Option<String>, Option<u32>) {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let mut components = Vec::new();
+    let mut version = None;
+    for d in deployments["items"].as_array().into_iter().flatten() {
+        let name = d["metadata"]["name"].as_str().unwrap_or_default();
+        let want = n(&d["spec"]["replicas"]).max(1);
+        let (ready, updated) = (
+            n(&d["status"]["readyReplicas"]),
+            n(&d["status"]["updatedReplicas"]),
+        );
+        let image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or_default();
+        let tag = image.rsplit_once(':').map(|(_, t)| t.to_owned());
+        if name == "kiorex-core" {
+            version = tag.clone();
+        }
+        components.push(Component {
+            name: name.trim_start_matches("kiorex-").to_owned(),
+            ready: ready >= want && updated >= want,
+            version: tag,
+            detail: format!("{ready}/{want} ready, {updated} updated"),
+        });
+    }
+    let (ready, want) = (
+        n(&postgres["status"]["readyInstances"]),
+        n(&postgres["spec"]["instances"]).max(1),
+    );
+    components.push(Component {
+        name: "postgres".into(),
+        ready: ready >= want,
+        version: None,
+        detail: format!(
+            "{ready}/{want} instances ready ({})",
+            postgres["status"]["phase"].as_str().unwrap_or("not found")
+        ),
+    });
+    let pending = (n(&job["status"]["succeeded"]) > 0).then_some(0);
+    (components, version, pending)
+}
+
 fn site_name(dir: &Path) -> Option<String> {
     crate::site::SiteConfig::load(&dir.join(crate::site::FILE_NAME))
         .ok()
@@ -142,7 +242,7 @@ fn site_name(dir: &Path) -> Option<String> {
 
 fn postgres(data_dir: &Path) -> Component {
     let mut c = Component {
-        name: "postgres",
+        name: "postgres".into(),
         ready: false,
         version: None,
         detail: String::new(),
@@ -168,7 +268,7 @@ fn postgres(data_dir: &Path) -> Component {
 
 fn core(url: &str) -> Component {
     let mut c = Component {
-        name: "core",
+        name: "core".into(),
         ready: false,
         version: None,
         detail: String::new(),
@@ -261,6 +361,34 @@ fn backup_age(target: Option<&Path>, now: OffsetDateTime, max_hours: i64) -> ser
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cluster_view_follows_the_deployments_and_the_migrate_job() {
+        let deployments = json!({"items": [
+            {"metadata": {"name": "kiorex-core"}, "spec": {"replicas": 2, "template": {"spec": {"containers": [{"image": "registry.kiorex.local/kiorex/kiorex:0.2.0"}]}}},
+             "status": {"readyReplicas": 2, "updatedReplicas": 2}},
+            {"metadata": {"name": "kiorex-edge"}, "spec": {"replicas": 2, "template": {"spec": {"containers": [{"image": "registry.kiorex.local/kiorex/kiorex:0.2.0"}]}}},
+             "status": {"readyReplicas": 1, "updatedReplicas": 2}}
+        ]});
+        let postgres = json!({"spec": {"instances": 3}, "status": {"readyInstances": 3, "phase": "Cluster in healthy state"}});
+        let (components, version, pending) = from_cluster(
+            &deployments,
+            &postgres,
+            &json!({"status": {"succeeded": 1}}),
+        );
+        assert_eq!(version.as_deref(), Some("0.2.0"));
+        assert_eq!(pending, Some(0));
+        let ready: Vec<_> = components
+            .iter()
+            .map(|c| (c.name.as_str(), c.ready))
+            .collect();
+        assert_eq!(ready, [("core", true), ("edge", false), ("postgres", true)]);
+        let (_, _, pending) = from_cluster(&deployments, &postgres, &json!({}));
+        assert_eq!(
+            pending, None,
+            "no finished migrate Job: unknown, so not healthy for the gate"
+        );
+    }
 
     #[test]
     fn certificates_warn_sixty_days_ahead() {

@@ -53,6 +53,18 @@ fn every_command_explains_itself() {
         &["bundle", "create", "--help"],
         &["bundle", "verify", "--help"],
         &["bundle", "inspect", "--help"],
+        &["bundle", "keygen", "--help"],
+        &["render", "--help"],
+        &["secrets", "--help"],
+        &["install", "--help"],
+        &["upgrade", "--help"],
+        &["uninstall", "--help"],
+        &["status", "--help"],
+        &["rotate-certs", "--help"],
+        &["backup", "--help"],
+        &["restore", "--help"],
+        &["support-bundle", "--help"],
+        &["up", "--help"],
     ] {
         let run = kiorexctl(dir.path(), args);
         assert_eq!(run.status, 0, "{args:?}: {}", run.stderr);
