@@ -35,6 +35,7 @@ pub struct BackupArgs {
     /// the oldest kept base backup goes with them).
     #[arg(long, default_value_t = 30)]
     retention_days: u32,
+    /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -52,6 +53,7 @@ pub struct RestoreArgs {
     /// latest archived state.
     #[arg(long)]
     to_time: Option<String>,
+    /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -82,6 +84,12 @@ pub fn backup(args: BackupArgs) -> Result<()> {
     let id = backup_id(started);
     let dir = target.join("base").join(&id);
     std::fs::create_dir_all(&dir)?;
+    // The base backup needs WAL from this segment on; older WAL can go once no kept backup needs it.
+    let first_wal = layout.sql(
+        &bin,
+        "postgres",
+        "SELECT pg_walfile_name(pg_current_wal_lsn())",
+    )?;
     bar.set_message("copying the database (pg_basebackup)");
     run_ok(
         std::process::Command::new(bin.join("pg_basebackup"))
@@ -113,7 +121,7 @@ pub fn backup(args: BackupArgs) -> Result<()> {
     let info = json!({
         "id": id, "started": started.format(&Rfc3339)?, "finished": OffsetDateTime::now_utc().format(&Rfc3339)?,
         "postgres_version": layout.sql(&bin, "postgres", "SHOW server_version")?,
-        "end_lsn": lsn, "last_archived_wal": segment, "files": files,
+        "end_lsn": lsn, "first_wal": first_wal, "last_archived_wal": segment, "files": files,
         "site_config": args.site_dir.is_some(),
     });
     std::fs::write(
@@ -293,7 +301,36 @@ fn prune(target: &Path, days: u32, now: OffsetDateTime) -> Result<Vec<String>> {
             removed.push(id.clone());
         }
     }
+    let oldest_needs = base_backups(target).first().and_then(|(_, dir)| {
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("backup.json")).ok()?).ok()?;
+        info["first_wal"].as_str().map(str::to_owned)
+    });
+    if let Some(first) = oldest_needs {
+        let names: Vec<String> = std::fs::read_dir(wal_dir(target))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        for name in wal_to_prune(&names, &first) {
+            std::fs::remove_file(wal_dir(target).join(name))?;
+        }
+    }
     Ok(removed)
+}
+
+/// WAL segment files older than `keep_from` (names are timeline + position in hex, so they sort
+/// in WAL order). Timeline history files are always kept: recovery reads them.
+pub fn wal_to_prune(names: &[String], keep_from: &str) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| {
+            n.len() >= 24
+                && n[..24].bytes().all(|b| b.is_ascii_hexdigit())
+                && !n.ends_with(".history")
+        })
+        .filter(|n| &n[..24] < keep_from)
+        .cloned()
+        .collect()
 }
 
 pub fn restore(args: RestoreArgs) -> Result<()> {
@@ -502,6 +539,24 @@ fn wait_promoted(layout: &Layout, bin: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wal_older_than_the_oldest_kept_backup_is_pruned_but_history_is_kept() {
+        let names: Vec<String> = [
+            "000000010000000000000003",
+            "000000010000000000000004",
+            "000000010000000000000005.00000028.backup",
+            "000000010000000000000006",
+            "00000002.history",
+            "archive_status",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(
+            wal_to_prune(&names, "000000010000000000000005"),
+            ["000000010000000000000003", "000000010000000000000004"]
+        );
+    }
 
     #[test]
     fn the_base_backup_is_the_newest_that_started_before_the_target() {

@@ -38,16 +38,20 @@ pub enum BundleCommand {
     Create(CreateArgs),
     /// Check a bundle's signature and every file in it. Exit 4 names the first file that differs.
     Verify {
+        /// The bundle file, e.g. kiorex-0.1.0.tar.
         bundle: PathBuf,
         /// The public key (KEY.pub from `bundle keygen`) the site trusts.
         #[arg(long)]
         public_key: PathBuf,
+        /// text for people, json for scripts.
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
     /// List what a bundle holds, without verifying it.
     Inspect {
+        /// The bundle file, e.g. kiorex-0.1.0.tar.
         bundle: PathBuf,
+        /// text for people, json for scripts.
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -76,6 +80,7 @@ pub struct CreateArgs {
     /// The bundle file to write.
     #[arg(long)]
     out: PathBuf,
+    /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }

@@ -58,6 +58,7 @@ pub struct InitArgs {
     /// Replace an existing kiorex-site.toml that differs (the PKI and secrets are kept).
     #[arg(long)]
     force: bool,
+    /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }

@@ -441,6 +441,7 @@ pub struct InstallArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -465,6 +466,7 @@ pub struct UninstallArgs {
     /// Needed to delete the data zone without --keep-data.
     #[arg(long)]
     yes_delete_all_patient_data: bool,
+    /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }

@@ -29,6 +29,7 @@ pub struct PreflightArgs {
     /// Seconds to wait for each network service.
     #[arg(long, default_value_t = 3)]
     timeout: u64,
+    /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }

@@ -21,6 +21,7 @@ pub struct RenderArgs {
     /// Where to write the rendered files; files from an earlier render there are replaced.
     #[arg(long, default_value = "rendered")]
     out: PathBuf,
+    /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }

@@ -19,6 +19,7 @@ pub struct RotateArgs {
     /// Reissue every service certificate now (for example after a key may have leaked).
     #[arg(long)]
     all: bool,
+    /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }

@@ -16,6 +16,7 @@ pub struct SecretsArgs {
     /// The manifest file to write (mode 0600).
     #[arg(long)]
     out: PathBuf,
+    /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }

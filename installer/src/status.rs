@@ -31,6 +31,7 @@ pub struct StatusArgs {
     /// A backup older than this many hours is a warning.
     #[arg(long, default_value_t = 26)]
     backup_max_age_hours: i64,
+    /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }

@@ -25,6 +25,7 @@ pub struct SupportArgs {
     /// At most this many bytes from the end of each log.
     #[arg(long, default_value_t = 5 << 20)]
     max_log_bytes: u64,
+    /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
