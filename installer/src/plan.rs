@@ -23,6 +23,9 @@ pub struct Step {
     /// Run when a later step fails (upgrade only): what puts the previous release back.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub rollback: bool,
+    /// A file given to the command on standard input (passwords never go on a command line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
 }
 
 fn step<S: ToString>(id: &str, what: &str, command: impl IntoIterator<Item = S>) -> Step {
@@ -31,6 +34,7 @@ fn step<S: ToString>(id: &str, what: &str, command: impl IntoIterator<Item = S>)
         what: what.into(),
         command: command.into_iter().map(|s| s.to_string()).collect(),
         rollback: false,
+        stdin: None,
     }
 }
 
@@ -227,8 +231,29 @@ pub fn install_plan(
     let version = &site.site.version;
     let mut steps = stage_steps(bundle, site_dir, version, public_key);
     steps.extend(apply_steps(&format!("{}/rendered", release_dir(version))));
+    // `kiorex facility create` and `user create` update what exists, so a re-run is safe.
+    for f in &site.facilities {
+        steps.push(step(
+            &format!("facility-{}", f.code),
+            &format!("register facility {} ({})", f.code, f.name),
+            kubectl(&[
+                "exec",
+                "-n",
+                "kiorex-clinical",
+                "deploy/kiorex-core",
+                "--",
+                "kiorex",
+                "facility",
+                "create",
+                "--code",
+                &f.code,
+                "--name",
+                &f.name,
+            ]),
+        ));
+    }
     let facility = site.facilities.first().map_or("MAIN", |f| f.code.as_str());
-    steps.push(step(
+    let mut admin = step(
         "first-admin",
         "create the first administrator (password in the site's secrets/admin-password)",
         kubectl(&[
@@ -250,7 +275,14 @@ pub fn install_plan(
             "--grant",
             &format!("administrator@{facility}"),
         ]),
-    ));
+    );
+    admin.stdin = Some(
+        site_dir
+            .join("secrets/admin-password")
+            .display()
+            .to_string(),
+    );
+    steps.push(admin);
     steps.push(step(
         "current",
         "mark this release as the running one",
@@ -591,9 +623,12 @@ fn execute(steps: &[Step], dry_run: bool, output: Output, what: &str) -> Result<
     let bar = crate::progress::bar(output == Output::Text, steps.len() as u64, what);
     for s in steps.iter().filter(|s| !s.rollback) {
         bar.set_message(s.id.clone());
-        let status = std::process::Command::new(&s.command[0])
-            .args(&s.command[1..])
-            .status()?;
+        let mut command = std::process::Command::new(&s.command[0]);
+        command.args(&s.command[1..]);
+        if let Some(file) = &s.stdin {
+            command.stdin(std::fs::File::open(file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?);
+        }
+        let status = command.status()?;
         if !status.success() {
             bar.abandon();
             if let Some(back) = steps.iter().find(|s| s.rollback) {

@@ -76,6 +76,27 @@ fn install_plan_applies_in_dependency_order_the_files_render_writes() {
     ] {
         before(&ids, a, b);
     }
+    before(&ids, "facility-NRT", "first-admin");
+    let admin = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "first-admin")
+        .unwrap();
+    assert!(
+        admin["stdin"]
+            .as_str()
+            .unwrap()
+            .ends_with("site/secrets/admin-password"),
+        "the password goes on stdin: {admin}"
+    );
+    assert!(
+        !admin.to_string().contains(
+            std::fs::read_to_string(dir.path().join("site/secrets/admin-password"))
+                .unwrap()
+                .trim()
+        )
+    );
     // Every file the plan applies is one that render (or secrets) writes.
     let rendered = dir.path().join("rendered");
     let manifests = repo_root().join("k3s-manifests");
