@@ -53,6 +53,10 @@ pub struct RestoreArgs {
     /// latest archived state.
     #[arg(long)]
     to_time: Option<String>,
+    /// Also put back the site directory's files (kiorex-site.toml, pki/, secrets/) that are
+    /// missing there, e.g. after losing the management host. Existing files are left alone.
+    #[arg(long)]
+    site_dir: Option<PathBuf>,
     /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
@@ -374,7 +378,8 @@ pub fn restore(args: RestoreArgs) -> Result<()> {
     }
     bar.set_message(format!("unpacking base backup {id}"));
     unpack_base(&dir, &layout.pg_data())?;
-    restore_missing_secrets(&layout, &dir.join("config.tar"))?;
+    let put_back =
+        restore_missing_files(&layout, args.site_dir.as_deref(), &dir.join("config.tar"))?;
     let pg_time = target_time.map(postgres_time).transpose()?;
     write_recovery(&layout, &wal_dir(&from), pg_time.as_deref())?;
     give_to_postgres(&layout.pg_data())?;
@@ -391,7 +396,7 @@ pub fn restore(args: RestoreArgs) -> Result<()> {
     layout.sql(&bin, "postgres", "SELECT pg_reload_conf()")?;
     bar.finish_and_clear();
     let report = json!({"restored_from": id, "to_time": args.to_time, "previous_data_kept_in": kept,
-                        "core_was_running": core_was_running});
+                        "core_was_running": core_was_running, "files_put_back": put_back});
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => {
@@ -472,22 +477,39 @@ fn unpack_base(dir: &Path, data: &Path) -> Result<()> {
     Ok(())
 }
 
-fn restore_missing_secrets(layout: &Layout, config: &Path) -> Result<()> {
+/// Writes the saved secrets (and, with a site directory, the site's files) that are missing;
+/// returns their paths. Everything is written with mode 0600 except certificates.
+fn restore_missing_files(
+    layout: &Layout,
+    site_dir: Option<&Path>,
+    config: &Path,
+) -> Result<Vec<PathBuf>> {
     let mut archive = tar::Archive::new(std::fs::File::open(config)?);
+    let mut put_back = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
-        let Ok(rel) = path.strip_prefix("data-dir/secrets") else {
+        let dest = if let Ok(rel) = path.strip_prefix("data-dir/secrets") {
+            layout.secrets().join(rel)
+        } else if let (Some(site), Ok(rel)) = (site_dir, path.strip_prefix("site")) {
+            site.join(rel)
+        } else {
             continue;
         };
-        let dest = layout.secrets().join(rel);
-        if entry.header().entry_type().is_file() && !dest.exists() {
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut data)?;
+        if !entry.header().entry_type().is_file() || dest.exists() {
+            continue;
+        }
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data)?;
+        if dest.extension().is_some_and(|e| e == "crt" || e == "toml") {
+            std::fs::create_dir_all(dest.parent().unwrap_or(Path::new(".")))?;
+            std::fs::write(&dest, &data)?;
+        } else {
             crate::files::write_secret(&dest, &data)?;
         }
+        put_back.push(dest);
     }
-    Ok(())
+    Ok(put_back)
 }
 
 /// PostgreSQL's recovery_target_time wants `YYYY-MM-DD HH:MM:SS.ffffff+00`, not RFC 3339.

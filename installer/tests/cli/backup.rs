@@ -163,6 +163,25 @@ fn backup_then_restore_gives_back_identical_records_at_a_point_in_time() {
     );
     node.sql("kiorex", "INSERT INTO record SELECT g, 'patient ' || g, repeat(md5(g::text), 20) FROM generate_series(1, 500) g");
 
+    let init = kiorexctl(
+        node.dir.path(),
+        &[
+            "init",
+            "--dir",
+            "site",
+            "--non-interactive",
+            "--site-name",
+            "north",
+            "--facility",
+            "NRT=North",
+            "--lan-portal",
+            "kiorex.north.lan",
+            "--dmz-portal",
+            "patients.north.org",
+        ],
+    );
+    assert_eq!(init.status, 0, "{}", init.stderr);
+    let ca_key = std::fs::read(node.dir.path().join("site/pki/ca.key")).unwrap();
     let run = kiorexctl(
         node.dir.path(),
         &[
@@ -171,6 +190,8 @@ fn backup_then_restore_gives_back_identical_records_at_a_point_in_time() {
             data,
             "--target",
             target_s,
+            "--site-dir",
+            "site",
             "--output",
             "json",
         ],
@@ -210,6 +231,7 @@ fn backup_then_restore_gives_back_identical_records_at_a_point_in_time() {
 
     // Losing the secrets too (disaster): restore brings them back from the backup.
     std::fs::remove_file(node.root().join("secrets/admin-password")).unwrap();
+    std::fs::remove_dir_all(node.dir.path().join("site")).unwrap();
     let run = kiorexctl(
         node.dir.path(),
         &[
@@ -220,11 +242,24 @@ fn backup_then_restore_gives_back_identical_records_at_a_point_in_time() {
             target_s,
             "--to-time",
             &moment,
+            "--site-dir",
+            "site",
             "--output",
             "json",
         ],
     );
     assert_eq!(run.status, 0, "{}", run.stderr);
+    let site_key = node.dir.path().join("site/pki/ca.key");
+    assert_eq!(
+        std::fs::read(&site_key).unwrap(),
+        ca_key,
+        "the site's CA comes back from the backup"
+    );
+    assert_eq!(
+        std::fs::metadata(&site_key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(node.dir.path().join("site/kiorex-site.toml").exists());
     assert_eq!(
         node.records(),
         wanted,
