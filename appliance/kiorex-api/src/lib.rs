@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod documents;
 pub mod error;
 pub mod fhir;
 pub mod health;
@@ -28,6 +29,10 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole router of the `core` role.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;
+    let upload_limit = state
+        .documents
+        .as_ref()
+        .map_or(body_limit, |d| d.spooler.max_bytes as usize);
     Router::new()
         .merge(health::routes())
         .nest("/api/v1", rest::routes())
@@ -36,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         // bodies without a length are cut off when they pass the limit.
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(body_limit))
+        // Documents carry their own (upload) limit, so they are added after the JSON limit.
+        .merge(documents::routes::routes(upload_limit))
         .layer(axum::middleware::from_fn(error::catch_unhandled))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

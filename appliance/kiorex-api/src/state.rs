@@ -22,6 +22,8 @@ pub struct AppState {
     pub tokens: Arc<TokenService>,
     pub audit: AuditSink,
     pub settings: Arc<ApiSettings>,
+    /// Documents (object store, scanner, keys); `None` when no object store is configured.
+    pub documents: Option<Arc<kiorex_objects::Objects>>,
 }
 
 impl AppState {

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod documents;
 pub mod facilities;
 pub mod merge;
 pub mod resources;

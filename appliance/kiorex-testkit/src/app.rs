@@ -77,6 +77,11 @@ fn signing_key() -> &'static str {
 impl TestApp {
     /// Starts the API on 127.0.0.1:0 with a fresh database, facilities A and B, and the staff.
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(None).await
+    }
+
+    /// Like [`TestApp::spawn`], with documents on the given object store and scanner.
+    pub async fn spawn_with(documents: Option<kiorex_objects::Objects>) -> TestApp {
         let database_url = tokio::task::spawn_blocking(crate::fresh_database)
             .await
             .expect("database");
@@ -95,6 +100,7 @@ impl TestApp {
                 max_body_bytes: 1024 * 1024,
                 token_ttl_seconds: 900,
             }),
+            documents: documents.map(Arc::new),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
