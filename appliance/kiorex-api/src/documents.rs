@@ -35,8 +35,10 @@ pub const RETRY_AFTER_SECONDS: u32 = 30;
 /// The one place the decision is made for documents. Today it is the caller's patient
 /// permission at the patient's facility; care-relationship checks plug in here.
 pub fn may_act_on_patient(ctx: &Ctx, patient: &Stored, action: Action) -> bool {
-    ctx.principal
-        .may(Permission::new(Resource::Patient, action), patient.facility_id)
+    ctx.principal.may(
+        Permission::new(Resource::Patient, action),
+        patient.facility_id,
+    )
 }
 
 /// A document as the API shows it: its current version's details and, when asked, its history.
@@ -267,15 +269,7 @@ pub async fn accept(
     let data_key = DataKey::generate();
     let wrapped = objects.keyring.wrap(&data_key, &key_name);
     objects
-        .store
-        .put_file(
-            Shelf::Documents,
-            &key_name,
-            &spooled.path,
-            spooled.doc_type.mime(),
-            &data_key,
-            &[],
-        )
+        .put_sealed(Shelf::Documents, &key_name, &spooled, &data_key, &[])
         .await
         .map_err(|e| store_down(e.to_string()))?;
 
@@ -366,15 +360,7 @@ async fn quarantine(
     let wrapped = objects.keyring.wrap(&data_key, &key_name);
     let metadata = quarantine_metadata(&wrapped, signature, patient, &ctx.request_id);
     let kept = objects
-        .store
-        .put_file(
-            Shelf::Quarantine,
-            &key_name,
-            &spooled.path,
-            "application/octet-stream",
-            &data_key,
-            &metadata,
-        )
+        .put_sealed(Shelf::Quarantine, &key_name, spooled, &data_key, &metadata)
         .await;
     // The alert: error level, opaque ids only (the audit entry ties it to the patient).
     tracing::error!(target: "kiorex::alert", request_id = %ctx.request_id, signature,
@@ -397,8 +383,12 @@ async fn quarantine(
     let message = format!(
         "the file contains malware ({signature}); it was not added to the record and the security team was alerted"
     );
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "KX-DOC-422", message.clone())
-        .with_issues(vec![Issue::new(IssueCode::Processing, message)])
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "KX-DOC-422",
+        message.clone(),
+    )
+    .with_issues(vec![Issue::new(IssueCode::Processing, message)])
 }
 
 fn quarantine_metadata(
@@ -414,9 +404,15 @@ fn quarantine_metadata(
             "kiorex-wrapped-key",
             base64::engine::general_purpose::STANDARD.encode(&wrapped.bytes),
         ),
-        ("kiorex-signature", signature.chars().filter(char::is_ascii_graphic).collect()),
+        (
+            "kiorex-signature",
+            signature.chars().filter(char::is_ascii_graphic).collect(),
+        ),
         ("kiorex-patient", patient.id.to_string()),
-        ("kiorex-request", request_id.chars().filter(char::is_ascii_graphic).collect()),
+        (
+            "kiorex-request",
+            request_id.chars().filter(char::is_ascii_graphic).collect(),
+        ),
     ]
 }
 
@@ -467,7 +463,10 @@ async fn document_for(
 /// A document with its whole version history.
 pub async fn describe(state: &AppState, ctx: &Ctx, id: Uuid) -> Result<DocumentView, ApiError> {
     let (doc, _) = document_for(state, ctx, id, Action::Read, "document.read").await?;
-    let versions = state.store.run(move |conn| rows::versions(conn, id)).await?;
+    let versions = state
+        .store
+        .run(move |conn| rows::versions(conn, id))
+        .await?;
     let current = versions
         .iter()
         .find(|v| v.version == doc.current_version)
@@ -530,7 +529,10 @@ pub async fn open(
         let mut e = ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
             "KX-DOC-416",
-            format!("the range is outside the document ({} bytes)", found.size_bytes),
+            format!(
+                "the range is outside the document ({} bytes)",
+                found.size_bytes
+            ),
         );
         e.extra = Some(serde_json::json!({"size": found.size_bytes}));
         return Err(e);
@@ -543,14 +545,20 @@ pub async fn open(
         .keyring
         .unwrap(&wrapped, &found.object_key)
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    audit_read(state, ctx, &doc, "document.download", &format!("version {number}")).await?;
+    audit_read(
+        state,
+        ctx,
+        &doc,
+        "document.download",
+        &format!("version {number}"),
+    )
+    .await?;
     let part = match wanted {
         range::Wanted::Part(first, last) => Some((first, last)),
         _ => None,
     };
     let body = objects
-        .store
-        .get(&found.object_key, &data_key, part)
+        .open(&found.object_key, &data_key, found.size_bytes as u64, part)
         .await
         .map_err(|e| match e {
             kiorex_objects::ObjectError::NotFound => {

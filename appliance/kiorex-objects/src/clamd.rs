@@ -57,7 +57,9 @@ impl Clamd {
             .await?;
         match reply.as_str() {
             "PONG" => Ok(()),
-            other => Err(ScanError::Failed(format!("unexpected answer to PING: {other}"))),
+            other => Err(ScanError::Failed(format!(
+                "unexpected answer to PING: {other}"
+            ))),
         }
     }
 
@@ -122,7 +124,9 @@ fn parse_reply(reply: &str) -> Result<Verdict, ScanError> {
         return Ok(Verdict::Infected(signature.to_owned()));
     }
     if reply.is_empty() {
-        return Err(ScanError::Unavailable("clamd closed the connection without an answer".into()));
+        return Err(ScanError::Unavailable(
+            "clamd closed the connection without an answer".into(),
+        ));
     }
     Err(ScanError::Failed(reply.to_owned()))
 }

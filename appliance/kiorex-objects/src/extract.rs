@@ -58,7 +58,11 @@ mod tests {
     #[test]
     fn plain_text_is_kept_with_whitespace_collapsed() {
         let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), "Discharge  letter\n\nDiagnosis:\tappendicitis\n").unwrap();
+        std::fs::write(
+            file.path(),
+            "Discharge  letter\n\nDiagnosis:\tappendicitis\n",
+        )
+        .unwrap();
         assert_eq!(
             extract_text(file.path(), DocType::Text, 40).as_deref(),
             Some("Discharge letter Diagnosis: appendicitis")

@@ -1,5 +1,5 @@
-//! Envelope encryption of documents. Every object gets a fresh 256-bit data key; Ceph encrypts
-//! the object with it (SSE-C) and forgets it. Kiorex keeps the data key only wrapped (AES-256-GCM)
+//! Envelope encryption of documents. Every object gets a fresh 256-bit data key that seals it
+//! ([`crate::cipher`]). Kiorex keeps the data key only wrapped (AES-256-GCM)
 //! by the appliance's key-encryption key (KEK), next to the document row, with the KEK's id.
 //! Rotating the KEK adds a new current key to the keyring and keeps the old ones for unwrapping:
 //! no object is rewritten, and rows can be re-wrapped at leisure.
@@ -77,7 +77,11 @@ impl Keyring {
                 .split_once(':')
                 .ok_or_else(|| malformed("expected <id>:<base64 key>"))?;
             let id = id.trim();
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
                 return Err(malformed("the id must be letters, digits, '-', '_' or '.'"));
             }
             let raw = B64
@@ -165,7 +169,10 @@ mod tests {
         let ring = Keyring::parse(&Keyring::generate_line("k1")).unwrap();
         let key = DataKey::generate();
         let wrapped = ring.wrap(&key, "f/p/c/1");
-        assert_eq!(ring.unwrap(&wrapped, "f/p/c/1").unwrap().bytes(), key.bytes());
+        assert_eq!(
+            ring.unwrap(&wrapped, "f/p/c/1").unwrap().bytes(),
+            key.bytes()
+        );
         assert_eq!(
             ring.unwrap(&wrapped, "f/p/c/2").unwrap_err(),
             KeyError::Unwrap("k1".into())
@@ -178,7 +185,8 @@ mod tests {
         let before = Keyring::parse(&old).unwrap();
         let key = DataKey::generate();
         let wrapped = before.wrap(&key, "o");
-        let after = Keyring::parse(&format!("{}\n{old}\n", Keyring::generate_line("2026"))).unwrap();
+        let after =
+            Keyring::parse(&format!("{}\n{old}\n", Keyring::generate_line("2026"))).unwrap();
         assert_eq!(after.unwrap(&wrapped, "o").unwrap().bytes(), key.bytes());
         let rewrapped = after.rewrap(&wrapped, "o").unwrap();
         assert_eq!(rewrapped.key_id, "2026");
@@ -191,9 +199,20 @@ mod tests {
         let short = Keyring::parse("a:AAAA").err().unwrap();
         assert!(short.to_string().contains("line 1") && short.to_string().contains("32 bytes"));
         let line = Keyring::generate_line("a");
-        assert!(Keyring::parse(&format!("{line}\n{line}")).err().unwrap().to_string().contains("twice"));
+        assert!(
+            Keyring::parse(&format!("{line}\n{line}"))
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("twice")
+        );
         let forgotten = Keyring::parse(&Keyring::generate_line("b")).unwrap();
-        let wrapped = Keyring::parse(&line).unwrap().wrap(&DataKey::generate(), "o");
-        assert_eq!(forgotten.unwrap(&wrapped, "o").err(), Some(KeyError::UnknownKey("a".into())));
+        let wrapped = Keyring::parse(&line)
+            .unwrap()
+            .wrap(&DataKey::generate(), "o");
+        assert_eq!(
+            forgotten.unwrap(&wrapped, "o").err(),
+            Some(KeyError::UnknownKey("a".into()))
+        );
     }
 }

@@ -95,7 +95,10 @@ mod tests {
         assert_eq!(detect(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Ok(DocType::Png));
         assert_eq!(detect(b"\xff\xd8\xff\xe0\0\x10JFIF\0"), Ok(DocType::Jpeg));
         assert_eq!(detect(b"II*\0\x08\0\0\0\x10\0\0\0"), Ok(DocType::Tiff));
-        assert_eq!(detect("Lettre de sortie — Dr Müller\n".as_bytes()), Ok(DocType::Text));
+        assert_eq!(
+            detect("Lettre de sortie — Dr Müller\n".as_bytes()),
+            Ok(DocType::Text)
+        );
         assert_eq!(
             detect(b"\xef\xbb\xbf<?xml version=\"1.0\"?><ClinicalDocument/>"),
             Ok(DocType::Xml)

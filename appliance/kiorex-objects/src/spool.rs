@@ -105,7 +105,10 @@ mod tests {
             dir: None,
             max_bytes: 100,
         };
-        let spooled = spooler.spool(body(vec![b"hello ", b"world"])).await.unwrap();
+        let spooled = spooler
+            .spool(body(vec![b"hello ", b"world"]))
+            .await
+            .unwrap();
         assert_eq!(spooled.size, 11);
         assert_eq!(spooled.doc_type, DocType::Text);
         assert_eq!(
@@ -121,7 +124,10 @@ mod tests {
             dir: None,
             max_bytes: 8,
         };
-        let err = spooler.spool(body(vec![b"12345", b"67890"])).await.unwrap_err();
+        let err = spooler
+            .spool(body(vec![b"12345", b"67890"]))
+            .await
+            .unwrap_err();
         assert!(matches!(err, SpoolError::TooLarge { limit: 8 }));
     }
 }

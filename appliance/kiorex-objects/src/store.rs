@@ -1,15 +1,10 @@
-//! The S3 side (Ceph RGW through rust-s3). Objects are written and read with SSE-C headers
-//! carrying the object's data key: RGW encrypts on write and decrypts on read, Range reads
-//! included, and keeps no key. rust-s3 routes these headers to every part of a multipart upload
-//! (see docs/adr/0005-document-encryption-sse-c.md).
+//! The S3 side (Ceph RGW through rust-s3): put, ranged get, list, delete. Objects arrive here
+//! already sealed ([`crate::cipher`]); see docs/adr/0005-document-encryption.md for why the
+//! encryption is done by Kiorex rather than by RGW (SSE-C).
 
-use crate::keys::DataKey;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue};
-use md5::{Digest, Md5};
 use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::request::Request;
@@ -131,18 +126,17 @@ impl ObjectStore {
         self.bucket(shelf).name()
     }
 
-    /// Uploads a file encrypted with `key` (SSE-C), with `metadata` as `x-amz-meta-*`. Files past 8 MiB go up as a multipart upload
-    /// of 8 MiB parts, two at a time, so memory stays bounded whatever the file's size.
+    /// Uploads a file, with `metadata` as `x-amz-meta-*`. Files past 8 MiB go up as a multipart
+    /// upload of 8 MiB parts, two at a time, so memory stays bounded whatever the file's size.
     pub async fn put_file(
         &self,
         shelf: Shelf,
         object_key: &str,
         file: &Path,
         content_type: &str,
-        key: &DataKey,
         metadata: &[(&str, String)],
     ) -> Result<(), ObjectError> {
-        let mut headers = sse_c_headers(key);
+        let mut headers = HeaderMap::new();
         for (name, value) in metadata {
             let name = http::HeaderName::from_bytes(format!("x-amz-meta-{name}").as_bytes())
                 .map_err(|e| ObjectError::Refused(format!("metadata name {name}: {e}")))?;
@@ -163,15 +157,13 @@ impl ObjectStore {
         Ok(())
     }
 
-    /// Streams an object, or the inclusive byte range `first..=last` of it, decrypted by RGW
-    /// with `key`.
+    /// Streams an object's stored bytes, or the inclusive byte range `first..=last` of them.
     pub async fn get(
         &self,
+        shelf: Shelf,
         object_key: &str,
-        key: &DataKey,
         range: Option<(u64, u64)>,
     ) -> Result<ByteStream, ObjectError> {
-        let bucket = self.documents.with_extra_headers(sse_c_headers(key))?;
         let command = match range {
             Some((start, end)) => s3::command::Command::GetObjectRange {
                 start,
@@ -179,19 +171,26 @@ impl ObjectStore {
             },
             None => s3::command::Command::GetObject,
         };
+        let bucket = self.bucket(shelf);
         let request =
-            s3::request::tokio_backend::ReqwestRequest::new(&bucket, object_key, command).await?;
+            s3::request::tokio_backend::ReqwestRequest::new(bucket, object_key, command).await?;
         let response = request.response_data_to_stream().await?;
+        if !(200..300).contains(&response.status_code) {
+            return Err(match response.status_code {
+                404 => ObjectError::NotFound,
+                s if (400..500).contains(&s) => ObjectError::Refused(format!("HTTP {s}")),
+                s => ObjectError::Unavailable(format!("HTTP {s}")),
+            });
+        }
         let stream = response
             .bytes
             .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
         Ok(Box::pin(stream))
     }
 
-    /// Reads an object without its key: RGW must refuse (the tests prove encryption with it).
-    pub async fn get_without_key(&self, object_key: &str) -> Result<Vec<u8>, ObjectError> {
-        let response = self.documents.get_object(object_key).await?;
-        Ok(response.to_vec())
+    /// The stored bytes of a small object, as they are at rest (tests, the quarantine team).
+    pub async fn get_stored(&self, shelf: Shelf, object_key: &str) -> Result<Vec<u8>, ObjectError> {
+        Ok(self.bucket(shelf).get_object(object_key).await?.to_vec())
     }
 
     pub async fn delete(&self, shelf: Shelf, object_key: &str) -> Result<(), ObjectError> {
@@ -218,7 +217,10 @@ impl ObjectStore {
     pub async fn check(&self) -> Result<(), ObjectError> {
         for shelf in [Shelf::Documents, Shelf::Quarantine] {
             let bucket = self.bucket(shelf);
-            match bucket.list_page(String::new(), None, None, None, Some(1)).await {
+            match bucket
+                .list_page(String::new(), None, None, None, Some(1))
+                .await
+            {
                 Ok(_) => {}
                 Err(S3Error::HttpFailWithBody(404, _)) => {
                     return Err(ObjectError::Refused(format!(
@@ -256,8 +258,7 @@ impl ObjectStore {
                 )
                 .await?
             } else {
-                Bucket::create(&name, self.region.clone(), self.credentials.clone(), config)
-                    .await?
+                Bucket::create(&name, self.region.clone(), self.credentials.clone(), config).await?
             };
             if !created.success() {
                 return Err(ObjectError::Refused(format!(
@@ -269,23 +270,4 @@ impl ObjectStore {
         }
         Ok(())
     }
-}
-
-/// The three SSE-C headers for `key`.
-fn sse_c_headers(key: &DataKey) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    let value = |s: String| HeaderValue::from_str(&s).expect("base64 is a valid header value");
-    headers.insert(
-        "x-amz-server-side-encryption-customer-algorithm",
-        HeaderValue::from_static("AES256"),
-    );
-    headers.insert(
-        "x-amz-server-side-encryption-customer-key",
-        value(B64.encode(key.bytes())),
-    );
-    headers.insert(
-        "x-amz-server-side-encryption-customer-key-md5",
-        value(B64.encode(Md5::digest(key.bytes()))),
-    );
-    headers
 }

@@ -87,7 +87,11 @@ pub struct NewDocument {
 }
 
 /// Inserts a document and its first version, and queues `document.create`.
-pub fn create(conn: &mut PgConnection, new: &NewDocument, first: &Version) -> StoreResult<Document> {
+pub fn create(
+    conn: &mut PgConnection,
+    new: &NewDocument,
+    first: &Version,
+) -> StoreResult<Document> {
     let stored = diesel::insert_into(document::table)
         .values((
             document::id.eq(new.id),
@@ -129,7 +133,11 @@ pub fn read(conn: &mut PgConnection, id: Uuid) -> StoreResult<Document> {
 }
 
 /// Appends a version to a locked, live document and makes it current.
-pub fn add_version(conn: &mut PgConnection, doc: &Document, next: &Version) -> StoreResult<Document> {
+pub fn add_version(
+    conn: &mut PgConnection,
+    doc: &Document,
+    next: &Version,
+) -> StoreResult<Document> {
     if doc.deleted_at.is_some() {
         return Err(StoreError::Gone);
     }

@@ -87,7 +87,8 @@ rgw data = {d}/rgw
 
 impl Ceph {
     fn start() -> Result<Ceph, String> {
-        let dir = std::env::temp_dir().join(format!("kiorex-ceph-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("kiorex-ceph-{}", uuid::Uuid::new_v4().simple()));
         for sub in ["run", "mon", "osd", "rgw"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
         }
@@ -125,7 +126,14 @@ impl Ceph {
         run(Command::new("radosgw-admin")
             .arg("-c")
             .arg(&conf)
-            .args(["-n", "client.admin", "user", "create", "--uid", "kiorex-test"])
+            .args([
+                "-n",
+                "client.admin",
+                "user",
+                "create",
+                "--uid",
+                "kiorex-test",
+            ])
             .args(["--display-name", "Kiorex tests", "--access-key", ACCESS_KEY])
             .args(["--secret-key", SECRET_KEY]))
         .map_err(|e| format!("creating the S3 user: {e}"))?;
@@ -151,7 +159,8 @@ impl Ceph {
             child: Mutex::new(Some(child)),
         };
         if !crate::wait_until(Duration::from_secs(60), || http_ok(port)) {
-            let log = std::fs::read_to_string(self.dir.join("client.admin.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.dir.join("client.admin.log")).unwrap_or_default();
             let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().join("\n");
             return Err(format!("radosgw on port {port} did not answer:\n{tail}"));
         }

@@ -37,7 +37,8 @@ extern "C" fn stop_scanner() {
 
 impl ClamAv {
     fn start() -> Result<ClamAv, String> {
-        let dir = std::env::temp_dir().join(format!("kiorex-clamd-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("kiorex-clamd-{}", uuid::Uuid::new_v4().simple()));
         let db = dir.join("db");
         std::fs::create_dir_all(&db).map_err(|e| e.to_string())?;
         let signature = format!("Kiorex.Test.EICAR:0:*:{}\n", hex(EICAR.as_bytes()));

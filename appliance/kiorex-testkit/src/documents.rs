@@ -42,7 +42,9 @@ pub fn s3_settings(endpoint: &str) -> S3Settings {
 /// Starts a [`TestApp`] with documents as `site` says; its buckets are created first (on the
 /// shared gateway, which stays up, so that a test may use a gateway it stops later).
 pub async fn documents_on(site: DocumentSite) -> (TestApp, Objects) {
-    let ceph = tokio::task::spawn_blocking(crate::ceph).await.expect("ceph");
+    let ceph = tokio::task::spawn_blocking(crate::ceph)
+        .await
+        .expect("ceph");
     let settings = s3_settings(&site.endpoint);
     let creator = ObjectStore::new(&S3Settings {
         endpoint: ceph.endpoint(),

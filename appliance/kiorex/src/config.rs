@@ -499,8 +499,18 @@ fn objects(errors: &mut Vec<ConfigError>, raw: RawObjects, scan: RawScan) -> Opt
             format!("{endpoint:?} must start with http:// or https://"),
         ));
     }
-    let access_key = secret(errors, "objects.access_key", raw.access_key, raw.access_key_file.as_deref());
-    let secret_key = secret(errors, "objects.secret_key", raw.secret_key, raw.secret_key_file.as_deref());
+    let access_key = secret(
+        errors,
+        "objects.access_key",
+        raw.access_key,
+        raw.access_key_file.as_deref(),
+    );
+    let secret_key = secret(
+        errors,
+        "objects.secret_key",
+        raw.secret_key,
+        raw.secret_key_file.as_deref(),
+    );
     let keyring = secret(
         errors,
         "objects.key_encryption_keys",
@@ -515,23 +525,59 @@ fn objects(errors: &mut Vec<ConfigError>, raw: RawObjects, scan: RawScan) -> Opt
     if let Some(ca) = &raw.ca_bundle
         && !ca.is_file()
     {
-        errors.push(err("objects.ca_bundle", format!("{} is not a readable file", ca.display())));
+        errors.push(err(
+            "objects.ca_bundle",
+            format!("{} is not a readable file", ca.display()),
+        ));
     }
     let bucket = raw.bucket.unwrap_or_else(|| "kiorex-documents".into());
-    let quarantine_bucket = raw.quarantine_bucket.unwrap_or_else(|| "kiorex-quarantine".into());
-    for (key, name) in [("objects.bucket", &bucket), ("objects.quarantine_bucket", &quarantine_bucket)] {
+    let quarantine_bucket = raw
+        .quarantine_bucket
+        .unwrap_or_else(|| "kiorex-quarantine".into());
+    for (key, name) in [
+        ("objects.bucket", &bucket),
+        ("objects.quarantine_bucket", &quarantine_bucket),
+    ] {
         let valid = (3..=63).contains(&name.len())
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
         if !valid {
-            errors.push(err(key, format!("{name:?} is not a bucket name (3 to 63 lower-case letters, digits, '-' or '.')")));
+            errors.push(err(
+                key,
+                format!(
+                    "{name:?} is not a bucket name (3 to 63 lower-case letters, digits, '-' or '.')"
+                ),
+            ));
         }
     }
     if bucket == quarantine_bucket {
-        errors.push(err("objects.quarantine_bucket", "must differ from objects.bucket"));
+        errors.push(err(
+            "objects.quarantine_bucket",
+            "must differ from objects.bucket",
+        ));
     }
-    let max_upload_bytes = in_range(errors, "objects.max_upload_bytes", raw.max_upload_bytes.unwrap_or(200 * 1024 * 1024), 1024, 5 << 30);
-    let retention_days = in_range(errors, "objects.retention_days", raw.retention_days.unwrap_or(90), 1, 36_500);
-    let scan_timeout_seconds = in_range(errors, "scan.timeout_seconds", scan.timeout_seconds.unwrap_or(60), 1, 3600);
+    let max_upload_bytes = in_range(
+        errors,
+        "objects.max_upload_bytes",
+        raw.max_upload_bytes.unwrap_or(200 * 1024 * 1024),
+        1024,
+        5 << 30,
+    );
+    let retention_days = in_range(
+        errors,
+        "objects.retention_days",
+        raw.retention_days.unwrap_or(90),
+        1,
+        36_500,
+    );
+    let scan_timeout_seconds = in_range(
+        errors,
+        "scan.timeout_seconds",
+        scan.timeout_seconds.unwrap_or(60),
+        1,
+        3600,
+    );
     Some(ObjectsConfig {
         s3: kiorex_objects::S3Settings {
             endpoint,
@@ -667,7 +713,11 @@ mod tests {
         pairs.push(("KIOREX_OBJECTS__ENDPOINT", "http://127.0.0.1:7480"));
         let errors = load(None, &env(&pairs)).unwrap_err();
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert!(text.iter().any(|e| e.starts_with("objects.key_encryption_keys")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|e| e.starts_with("objects.key_encryption_keys")),
+            "{text:?}"
+        );
         let mut pairs = MINIMAL.to_vec();
         pairs.extend_from_slice(OBJECTS);
         let objects = load(None, &env(&pairs)).unwrap().objects.unwrap();
@@ -676,7 +726,11 @@ mod tests {
         pairs.push(("KIOREX_OBJECTS__KEY_ENCRYPTION_KEYS", "k1:short"));
         pairs.retain(|(k, v)| *k != "KIOREX_OBJECTS__KEY_ENCRYPTION_KEYS" || *v == "k1:short");
         let errors = load(None, &env(&pairs)).unwrap_err();
-        assert!(errors[0].to_string().contains("keyring line 1"), "{}", errors[0]);
+        assert!(
+            errors[0].to_string().contains("keyring line 1"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]

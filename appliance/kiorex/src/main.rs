@@ -268,7 +268,12 @@ fn serve_core(config: config::Config) -> Result<()> {
         );
     }
     let tokens = token_service(&config)?;
-    let documents = config.objects.as_ref().map(objects::build).transpose()?.map(Arc::new);
+    let documents = config
+        .objects
+        .as_ref()
+        .map(objects::build)
+        .transpose()?
+        .map(Arc::new);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(config.pool_size as usize + 8)
@@ -360,11 +365,16 @@ fn configtest(config: &config::Config, output: Output) -> Result<()> {
     });
     checks.push(("database", database.map_err(|e| e.to_string())));
     match &config.objects {
-        None => checks.push(("objects", Ok("not configured: documents are off".to_owned()))),
+        None => checks.push((
+            "objects",
+            Ok("not configured: documents are off".to_owned()),
+        )),
         Some(objects_config) => match objects::build(objects_config) {
             Err(e) => checks.push(("objects", Err(format!("{e:#}")))),
             Ok(built) => {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
                 checks.extend(runtime.block_on(objects::checks(&built)));
             }
         },
@@ -412,9 +422,14 @@ fn objects_command(config: &config::Config, command: ObjectsCommand) -> Result<(
     let built = objects::build(objects_config)?;
     let store = connect(config, 2)?;
     let cutoff = chrono::Utc::now() - chrono::Duration::minutes(i64::from(grace_minutes));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     let sweep = runtime
-        .block_on(kiorex_api::documents::sweep_orphans(&store, &built, cutoff, dry_run))
+        .block_on(kiorex_api::documents::sweep_orphans(
+            &store, &built, cutoff, dry_run,
+        ))
         .map_err(|e| anyhow::anyhow!("the orphan sweep failed (KX-OBJ-503): {e}"))?;
     match output {
         Output::Json => println!("{}", serde_json::to_string(&sweep)?),

@@ -23,7 +23,10 @@ pub fn build(config: &ObjectsConfig) -> Result<Objects> {
     Ok(Objects {
         store,
         keyring: Arc::new(keyring),
-        clamd: Clamd::new(&config.clamd, Duration::from_secs(config.scan_timeout_seconds)),
+        clamd: Clamd::new(
+            &config.clamd,
+            Duration::from_secs(config.scan_timeout_seconds),
+        ),
         spooler: Spooler {
             dir: config.spool_dir.clone(),
             max_bytes: config.max_upload_bytes,

@@ -48,7 +48,11 @@ pub async fn download(
     let response = request.send().await.expect("download");
     let status = response.status();
     let headers = response.headers().clone();
-    (status, headers, response.bytes().await.expect("body").to_vec())
+    (
+        status,
+        headers,
+        response.bytes().await.expect("body").to_vec(),
+    )
 }
 
 /// A small but real PDF with a text layer.

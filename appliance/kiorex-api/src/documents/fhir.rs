@@ -4,7 +4,7 @@
 //! better sent through the REST multipart upload: an inline attachment is base64 inside JSON,
 //! bounded by `server.max_body_bytes`.
 
-use super::{DocumentView, Described};
+use super::{Described, DocumentView};
 use crate::auth::{FhirCaller, RequestId};
 use crate::error::{ApiError, Dialect};
 use crate::records::Ctx;
@@ -86,7 +86,8 @@ fn invalid(message: impl Into<String>) -> ApiError {
 
 /// What a posted DocumentReference asks for: patient, category, title, file name and content.
 fn requested(body: &[u8]) -> Result<(Uuid, Described, Vec<u8>), ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| invalid("the body is not valid JSON"))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| invalid("the body is not valid JSON"))?;
     if value["resourceType"] != "DocumentReference" {
         return Err(invalid("resourceType must be DocumentReference"));
     }
@@ -94,7 +95,9 @@ fn requested(body: &[u8]) -> Result<(Uuid, Described, Vec<u8>), ApiError> {
         .as_str()
         .and_then(|r| r.strip_prefix("Patient/"))
         .and_then(|id| Uuid::parse_str(id).ok())
-        .ok_or_else(|| invalid("subject must reference a Patient: {\"reference\": \"Patient/<id>\"}"))?;
+        .ok_or_else(|| {
+            invalid("subject must reference a Patient: {\"reference\": \"Patient/<id>\"}")
+        })?;
     let category = value["category"][0]["coding"][0]["code"]
         .as_str()
         .ok_or_else(|| invalid("category[0].coding[0].code is required, e.g. consent"))?;
@@ -108,8 +111,13 @@ fn requested(body: &[u8]) -> Result<(Uuid, Described, Vec<u8>), ApiError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|_| invalid("content[0].attachment.data is not base64"))?;
-    let file_name = attachment["title"].as_str().unwrap_or("document").to_owned();
-    let title = value["description"].as_str().map_or_else(|| file_name.clone(), str::to_owned);
+    let file_name = attachment["title"]
+        .as_str()
+        .unwrap_or("document")
+        .to_owned();
+    let title = value["description"]
+        .as_str()
+        .map_or_else(|| file_name.clone(), str::to_owned);
     Ok((
         patient,
         Described {
@@ -133,7 +141,8 @@ async fn create(
         let (patient_id, described, bytes) = requested(&body)?;
         let patient =
             super::patient_for(&state, &ctx, patient_id, Action::Write, "document.upload").await?;
-        let once = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(bytes))]);
+        let once =
+            futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(bytes))]);
         let spooled = objects
             .spooler
             .spool(once)
@@ -166,7 +175,8 @@ async fn read(
 ) -> Response {
     let ctx = ctx(caller, &rid);
     let result = async {
-        let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("DocumentReference/{id}")))?;
+        let id = Uuid::parse_str(&id)
+            .map_err(|_| ApiError::not_found(format!("DocumentReference/{id}")))?;
         super::describe(&state, &ctx, id).await
     };
     match result.await {
@@ -190,15 +200,23 @@ async fn search(
             match name.as_str() {
                 "patient" | "subject" => {
                     let id = value.strip_prefix("Patient/").unwrap_or(value);
-                    patient = Some(Uuid::parse_str(id).map_err(|_| invalid(format!("{name}={value} is not a patient id")))?);
+                    patient = Some(
+                        Uuid::parse_str(id)
+                            .map_err(|_| invalid(format!("{name}={value} is not a patient id")))?,
+                    );
                 }
                 "category" => {
                     category = Some(value.rsplit('|').next().unwrap_or_default().to_owned());
                 }
-                other => return Err(invalid(format!("search parameter {other:?} is not supported for DocumentReference; use patient and category"))),
+                other => {
+                    return Err(invalid(format!(
+                        "search parameter {other:?} is not supported for DocumentReference; use patient and category"
+                    )));
+                }
             }
         }
-        let patient = patient.ok_or_else(|| invalid("give patient=<id>: documents are searched per patient"))?;
+        let patient = patient
+            .ok_or_else(|| invalid("give patient=<id>: documents are searched per patient"))?;
         let filter = super::filter(category, None, None)?;
         super::list(&state, &ctx, patient, filter).await
     };
@@ -228,5 +246,14 @@ async fn binary(
     let Ok(id) = Uuid::parse_str(&id) else {
         return refusal(ApiError::not_found(format!("Binary/{id}")), &rid.0);
     };
-    super::routes::content(&state, ctx(caller, &rid), &rid, id, None, &headers, Dialect::Fhir).await
+    super::routes::content(
+        &state,
+        ctx(caller, &rid),
+        &rid,
+        id,
+        None,
+        &headers,
+        Dialect::Fhir,
+    )
+    .await
 }

@@ -26,10 +26,7 @@ const FORM_OVERHEAD: usize = 64 * 1024;
 
 pub fn routes(upload_limit: usize) -> Router<AppState> {
     Router::new()
-        .route(
-            "/api/v1/patients/{id}/documents",
-            post(upload).get(list),
-        )
+        .route("/api/v1/patients/{id}/documents", post(upload).get(list))
         .route("/api/v1/documents/{id}", get(describe).delete(delete))
         .route("/api/v1/documents/{id}/versions", post(upload_version))
         .route("/api/v1/documents/{id}/content", get(download))
@@ -68,7 +65,11 @@ fn refusal_in(e: ApiError, request_id: &str, dialect: Dialect) -> Response {
     response
 }
 
-fn reply<T: serde::Serialize>(status: StatusCode, rid: &RequestId, result: Result<T, ApiError>) -> Response {
+fn reply<T: serde::Serialize>(
+    status: StatusCode,
+    rid: &RequestId,
+    result: Result<T, ApiError>,
+) -> Response {
     match result {
         Ok(body) => (status, Json(body)).into_response(),
         Err(e) => refusal(e, &rid.0),
@@ -81,7 +82,15 @@ async fn read_form(
     state: &AppState,
     form: Result<Multipart, MultipartRejection>,
     need_category: bool,
-) -> Result<(Option<String>, Option<String>, String, kiorex_objects::Spooled), ApiError> {
+) -> Result<
+    (
+        Option<String>,
+        Option<String>,
+        String,
+        kiorex_objects::Spooled,
+    ),
+    ApiError,
+> {
     let objects = super::objects(state)?;
     let mut form = form.map_err(|_| {
         ApiError::bad_request(
@@ -90,12 +99,21 @@ async fn read_form(
         )
     })?;
     let form_error = |detail: String| {
-        ApiError::bad_request("KX-DOC-400", format!("the upload form could not be read: {detail}"))
+        ApiError::bad_request(
+            "KX-DOC-400",
+            format!("the upload form could not be read: {detail}"),
+        )
     };
     let (mut category, mut title) = (None, None);
-    while let Some(field) = form.next_field().await.map_err(|e| form_error(e.body_text()))? {
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| form_error(e.body_text()))?
+    {
         match field.name().unwrap_or_default() {
-            "category" => category = Some(field.text().await.map_err(|e| form_error(e.body_text()))?),
+            "category" => {
+                category = Some(field.text().await.map_err(|e| form_error(e.body_text()))?)
+            }
             "title" => title = Some(field.text().await.map_err(|e| form_error(e.body_text()))?),
             "file" => {
                 if need_category && category.is_none() {
@@ -163,11 +181,14 @@ async fn upload(
 ) -> Response {
     let ctx = ctx(principal, &rid);
     let result = async {
-        let patient = super::patient_for(&state, &ctx, id, Action::Write, "document.upload").await?;
+        let patient =
+            super::patient_for(&state, &ctx, id, Action::Write, "document.upload").await?;
         let (category, title, file_name, spooled) = read_form(&state, form, true).await?;
         let category = category.unwrap_or_default();
         let described = Described {
-            title: title.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| file_name.clone()),
+            title: title
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or_else(|| file_name.clone()),
             category,
             file_name,
         };
@@ -241,7 +262,11 @@ async fn describe(
     Path(id): Path<Uuid>,
 ) -> Response {
     let ctx = ctx(principal, &rid);
-    reply(StatusCode::OK, &rid, super::describe(&state, &ctx, id).await)
+    reply(
+        StatusCode::OK,
+        &rid,
+        super::describe(&state, &ctx, id).await,
+    )
 }
 
 /// Soft-deletes a document (kept for the retention period).
@@ -269,7 +294,16 @@ async fn download(
     Path(id): Path<Uuid>,
     headers: HeaderMap,
 ) -> Response {
-    content(&state, ctx(principal, &rid), &rid, id, None, &headers, Dialect::Problem).await
+    content(
+        &state,
+        ctx(principal, &rid),
+        &rid,
+        id,
+        None,
+        &headers,
+        Dialect::Problem,
+    )
+    .await
 }
 
 /// One version's content, streamed; honours a single `Range`.
@@ -283,7 +317,16 @@ async fn download_version(
     Path((id, version)): Path<(Uuid, i32)>,
     headers: HeaderMap,
 ) -> Response {
-    content(&state, ctx(principal, &rid), &rid, id, Some(version), &headers, Dialect::Problem).await
+    content(
+        &state,
+        ctx(principal, &rid),
+        &rid,
+        id,
+        Some(version),
+        &headers,
+        Dialect::Problem,
+    )
+    .await
 }
 
 /// Streams a version's content (shared by REST and FHIR Binary).
@@ -327,15 +370,24 @@ pub(super) async fn content(
     h.insert(header::CONTENT_TYPE, value(&opened.version.content_type));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::ETAG, value(&format!("\"{}\"", opened.version.sha256)));
+    h.insert(
+        header::ETAG,
+        value(&format!("\"{}\"", opened.version.sha256)),
+    );
     h.insert(
         header::CONTENT_DISPOSITION,
         value(&format!(
             "attachment; filename=\"{}\"",
-            opened.version.file_name.replace(|c: char| !c.is_ascii() , "_")
+            opened
+                .version
+                .file_name
+                .replace(|c: char| !c.is_ascii(), "_")
         )),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     if let Some(content_range) = content_range {
         h.insert(header::CONTENT_RANGE, value(&content_range));
     }
