@@ -7,10 +7,14 @@ use utoipa::{Modify, OpenApi};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Kiorex core REST API", description = "REST for the Kiorex portals. Clinical data is also served as FHIR R4 under /fhir (see /fhir/metadata)."),
-    paths(crate::rest::token, crate::rest::register, crate::rest::merge, crate::rest::unmerge, crate::rest::duplicates, crate::rest::list_facilities),
+    paths(crate::rest::token, crate::rest::register, crate::rest::merge, crate::rest::unmerge, crate::rest::duplicates, crate::rest::list_facilities,
+        crate::documents::routes::upload, crate::documents::routes::upload_version, crate::documents::routes::list,
+        crate::documents::routes::describe, crate::documents::routes::delete, crate::documents::routes::download,
+        crate::documents::routes::download_version),
     components(schemas(crate::rest::TokenRequest, crate::rest::TokenResponse, crate::rest::MergeRequest,
         crate::registration::Registration, crate::registration::Address, crate::registration::Registered,
-        crate::registration::Candidate, crate::registration::Merged)),
+        crate::registration::Candidate, crate::registration::Merged,
+        crate::documents::DocumentView, crate::documents::VersionView)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

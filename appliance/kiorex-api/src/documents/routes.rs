@@ -169,6 +169,7 @@ fn clean_file_name(name: &str) -> String {
 
 /// Uploads a document for a patient (multipart form: `category`, optional `title`, `file`).
 #[utoipa::path(post, path = "/api/v1/patients/{id}/documents", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "Fields: category (e.g. consent), title (optional), then file"),
     params(("id" = Uuid, Path, description = "The patient")),
     responses((status = 201, body = DocumentView), (status = 415, description = "Type not allowed (checked by content)"),
               (status = 422, description = "Malware found; quarantined"), (status = 503, description = "Scanner or store unavailable; retry")))]
@@ -199,6 +200,7 @@ async fn upload(
 
 /// Uploads a new version of a document; earlier versions are kept.
 #[utoipa::path(post, path = "/api/v1/documents/{id}/versions", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "Fields: title (optional), then file"),
     params(("id" = Uuid, Path, description = "The document")),
     responses((status = 201, body = DocumentView), (status = 410, description = "The document was deleted")))]
 async fn upload_version(
