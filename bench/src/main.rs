@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod documents;
 mod load;
 mod report;
 mod run;
@@ -20,6 +21,7 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Load(args) => load::run(args).await,
         Command::Run(args) => run::run(args).await,
+        Command::Documents(args) => documents::run(args).await,
         Command::Sample(args) => sample(&args),
     };
     match result {
