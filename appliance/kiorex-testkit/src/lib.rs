@@ -19,7 +19,7 @@ mod process;
 pub use app::{Reply, TestApp, User};
 pub use ceph::{ACCESS_KEY, Ceph, Gateway, SECRET_KEY, ceph};
 pub use clamav::{ClamAv, EICAR, clamav};
-pub use documents::{DocumentSite, documents_on};
+pub use documents::{DocumentSite, documents_on, s3_settings};
 pub use postgres::{Postgres, empty_database, fresh_database, postgres};
 pub use process::{ADMIN, ADMIN_PASSWORD, Core, Finished, Site};
 

@@ -3,6 +3,7 @@
 //! spoofed type, scanner down, gateway gone), encryption at rest, access, and the orphan sweep.
 
 mod access;
+mod cli;
 mod failures;
 mod fhir;
 mod lifecycle;
