@@ -11,6 +11,7 @@ pub mod error;
 pub mod fhir;
 pub mod health;
 pub mod openapi;
+pub mod patient_search;
 pub mod records;
 pub mod registration;
 pub mod rest;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .nest("/api/v1", rest::routes())
         .nest("/fhir", fhir::routes())
+        .merge(patient_search::routes())
         // Refuse an announced oversized body from its Content-Length, before reading any of it;
         // bodies without a length are cut off when they pass the limit.
         .layer(DefaultBodyLimit::disable())
