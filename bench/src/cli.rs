@@ -40,6 +40,9 @@ pub enum Command {
     /// configured: Ceph RGW and clamd). Writes synthetic (fictitious) documents to one new
     /// synthetic patient.
     Documents(DocumentsArgs),
+    /// Measure front-desk patient search (latency p50/p95/p99 and whether the right patient is
+    /// in the top three) with queries made from patients already loaded. Read-only.
+    Frontdesk(FrontDeskArgs),
     /// Print one synthetic transaction Bundle as JSON, without contacting any server.
     Sample(SampleArgs),
 }
@@ -72,6 +75,20 @@ pub struct DocumentsArgs {
     /// Uploads (and downloads) per size
     #[arg(long, default_value_t = 10, value_parser = at_least_one())]
     pub count: usize,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Args)]
+pub struct FrontDeskArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Number of searches (spread over five query shapes)
+    #[arg(long, default_value_t = 500, value_parser = at_least_one())]
+    pub queries: usize,
+    /// Seed choosing the sampled patients and typos
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }

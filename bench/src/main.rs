@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod documents;
+mod frontdesk;
 mod load;
 mod report;
 mod run;
@@ -22,6 +23,7 @@ async fn main() -> ExitCode {
         Command::Load(args) => load::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Documents(args) => documents::run(args).await,
+        Command::Frontdesk(args) => frontdesk::run(args).await,
         Command::Sample(args) => sample(&args),
     };
     match result {
