@@ -1,4 +1,5 @@
-//! Front-desk patient search: `GET /api/v1/search/patients?q=okafor 12/03/1980`. The box takes
+//! Search for the portals. Front-desk patient search: `GET /api/v1/search/patients?q=okafor
+//! 12/03/1980`; document search: `GET /api/v1/search/documents?q=appendicectomy`. The box takes
 //! name fragments in any order, with a typo, a birth date, an MRN or a phone number
 //! ([`kiorex_search::frontdesk`]). Only patients of facilities where the caller may read
 //! patients are searched, and every hit is audited like a read before the list leaves.
@@ -16,7 +17,7 @@ use axum::routing::get;
 use http::StatusCode;
 use kiorex_domain::permission::{Action, Permission, Resource};
 use kiorex_search::postgres::PostgresSearch;
-use kiorex_search::{PatientSearch, parse};
+use kiorex_search::{DocumentSearch, PatientSearch, parse};
 use kiorex_store::resources;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,7 +28,9 @@ const DEFAULT_LIMIT: usize = 10;
 const MAX_LIMIT: usize = 50;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/search/patients", get(search_patients))
+    Router::new()
+        .route("/api/v1/search/patients", get(search_patients))
+        .route("/api/v1/search/documents", get(search_documents))
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +133,85 @@ async fn search_patients(
             .collect();
         state.audit.by(&principal, &rid.0, events).await?;
         Ok(shown)
+    };
+    match result.await {
+        Ok(shown) => (StatusCode::OK, Json(shown)).into_response(),
+        Err(e) => e.render(Dialect::Problem, &rid.0),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocumentParams {
+    q: String,
+    patient: Option<Uuid>,
+    limit: Option<usize>,
+}
+
+/// One document in a search hit list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentSearchHit {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub facility_id: Uuid,
+    pub title: String,
+    pub category: String,
+    pub score: f64,
+}
+
+/// Finds documents whose extracted text or title holds every word of `q`, optionally of one
+/// patient; only documents of patients the caller may read.
+#[utoipa::path(get, path = "/api/v1/search/documents", security(("bearer" = [])),
+    params(("q" = String, Query, description = "Words from the document, e.g. `appendicectomy`"),
+           ("patient" = Option<Uuid>, Query, description = "Only this patient's documents"),
+           ("limit" = Option<usize>, Query, description = "1 to 50, default 10")),
+    responses((status = 200, body = Vec<DocumentSearchHit>), (status = 400, description = "Empty query")))]
+async fn search_documents(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    rid: RequestId,
+    params: Result<Query<DocumentParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let result = async {
+        let Query(params) =
+            params.map_err(|e| ApiError::bad_request("KX-SRCH-400", e.body_text()))?;
+        if params.q.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "KX-SRCH-400",
+                "type words to look for",
+            ));
+        }
+        let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        let facilities =
+            principal.facilities_with(Permission::new(Resource::Patient, Action::Read));
+        let hits = PostgresSearch::new(state.store.clone())
+            .find_documents(&params.q, params.patient, &facilities, limit)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        let events = hits
+            .iter()
+            .map(|h| Event {
+                action: "search",
+                outcome: "success",
+                resource_type: "DocumentReference",
+                resource_id: h.document_id.to_string(),
+                patient_id: Some(h.patient_id),
+                facility_id: Some(h.facility_id),
+                detail: "document search".into(),
+            })
+            .collect();
+        state.audit.by(&principal, &rid.0, events).await?;
+        Ok(hits
+            .into_iter()
+            .map(|h| DocumentSearchHit {
+                id: h.document_id,
+                patient_id: h.patient_id,
+                facility_id: h.facility_id,
+                title: h.title,
+                category: h.category,
+                score: h.score,
+            })
+            .collect::<Vec<_>>())
     };
     match result.await {
         Ok(shown) => (StatusCode::OK, Json(shown)).into_response(),

@@ -26,6 +26,30 @@ pub enum SearchError {
     Unavailable(String),
 }
 
+/// One document found by its text or title, best first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentHit {
+    pub document_id: Uuid,
+    pub patient_id: Uuid,
+    pub facility_id: Uuid,
+    pub title: String,
+    pub category: String,
+    pub score: f64,
+}
+
+/// Finds documents by the words in their text or title.
+pub trait DocumentSearch: Send + Sync {
+    /// Live documents of `facilities` (of `patient` when given) whose current text or title
+    /// holds every word of `text`, best first, at most `limit`.
+    fn find_documents(
+        &self,
+        text: &str,
+        patient: Option<Uuid>,
+        facilities: &[Uuid],
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DocumentHit>, SearchError>> + Send;
+}
+
 /// Finds patients for the front desk.
 pub trait PatientSearch: Send + Sync {
     /// Patients of `facilities` matching every criterion of `query`, best first, at most `limit`.

@@ -178,6 +178,73 @@ impl PatientSearch for PostgresSearch {
     }
 }
 
+#[derive(QueryableByName)]
+struct DocumentRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    patient_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    facility_id: Uuid,
+    #[diesel(sql_type = Text)]
+    title: String,
+    #[diesel(sql_type = Text)]
+    category: String,
+    #[diesel(sql_type = Double)]
+    score: f64,
+}
+
+/// Every word must appear in the current version's text or in the title ('simple'
+/// configuration: no stemming, so names and drug names match as typed).
+const DOCUMENTS_SQL: &str = "\
+    SELECT d.id, d.patient_id, d.facility_id, d.title, d.category, \
+           ts_rank(to_tsvector('simple', coalesce(v.extracted_text, '')), plainto_tsquery('simple', $1))::float8 AS score \
+    FROM document d \
+    JOIN document_version v ON v.document_id = d.id AND v.version = d.current_version \
+    WHERE d.deleted_at IS NULL AND d.facility_id = ANY($2) \
+      AND ($3::uuid IS NULL OR d.patient_id = $3) \
+      AND (to_tsvector('simple', coalesce(v.extracted_text, '')) @@ plainto_tsquery('simple', $1) \
+           OR to_tsvector('simple', d.title) @@ plainto_tsquery('simple', $1)) \
+    ORDER BY score DESC, d.created_at DESC, d.id LIMIT $4";
+
+impl crate::DocumentSearch for PostgresSearch {
+    async fn find_documents(
+        &self,
+        text: &str,
+        patient: Option<Uuid>,
+        facilities: &[Uuid],
+        limit: usize,
+    ) -> Result<Vec<crate::DocumentHit>, SearchError> {
+        if text.trim().is_empty() || facilities.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (text, facilities) = (text.to_owned(), facilities.to_vec());
+        let rows = self
+            .store
+            .run(move |conn| {
+                Ok(diesel::sql_query(DOCUMENTS_SQL)
+                    .bind::<Text, _>(text)
+                    .bind::<Array<SqlUuid>, _>(facilities)
+                    .bind::<diesel::sql_types::Nullable<SqlUuid>, _>(patient)
+                    .bind::<Int8, _>(limit as i64)
+                    .load::<DocumentRow>(conn)?)
+            })
+            .await
+            .map_err(|e| SearchError::Unavailable(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| crate::DocumentHit {
+                document_id: r.id,
+                patient_id: r.patient_id,
+                facility_id: r.facility_id,
+                title: r.title,
+                category: r.category,
+                score: r.score,
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -349,3 +349,56 @@ async fn objects_are_encrypted_at_rest_and_orphans_are_swept() {
         .collect();
     assert_eq!(left, vec![key], "the document's own object stays");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extracted_text_is_searchable_by_those_who_may_see_the_patient() {
+    let (app, _) = documents_on(DocumentSite::default()).await;
+    let patient = app.patient("Search", "Sofia", "1977-07-07").await;
+    let letter = pdf("Referral for cholecystectomy after recurrent biliary colic");
+    let created = upload(
+        &app,
+        User::Admin,
+        &patient,
+        "referral",
+        "referral.pdf",
+        letter,
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let note = upload(
+        &app,
+        User::Admin,
+        &patient,
+        "notes",
+        "notes.txt",
+        b"Allergic to penicillin".to_vec(),
+    )
+    .await;
+    assert_eq!(note.status, StatusCode::CREATED);
+    let found = app
+        .get(
+            User::NurseA,
+            "/api/v1/search/documents?q=cholecystectomy%20biliary",
+        )
+        .await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+    let hits = found.body.as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{}", found.body);
+    assert_eq!(hits[0]["id"], created.body["id"]);
+    let by_patient = app
+        .get(
+            User::NurseA,
+            &format!("/api/v1/search/documents?q=penicillin&patient={patient}"),
+        )
+        .await;
+    assert_eq!(by_patient.body.as_array().unwrap().len(), 1);
+    let elsewhere = app
+        .get(User::DoctorB, "/api/v1/search/documents?q=cholecystectomy")
+        .await;
+    assert!(
+        elsewhere.body.as_array().unwrap().is_empty(),
+        "another facility's documents stay hidden"
+    );
+    let audited = app.count("SELECT count(*) AS n FROM audit_log WHERE action = 'search' AND resource_type = 'DocumentReference' AND actor = 'nurse.a'");
+    assert_eq!(audited, 2);
+}

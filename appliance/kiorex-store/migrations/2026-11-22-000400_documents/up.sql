@@ -38,3 +38,8 @@ CREATE TABLE document_version (
     created_at      timestamptz NOT NULL,
     PRIMARY KEY (document_id, version)
 );
+
+-- Full-text search over the extracted text of current and past versions ('simple': no stemming,
+-- so that names and drug names in any language match as typed).
+CREATE INDEX document_version_text ON document_version
+    USING gin (to_tsvector('simple', coalesce(extracted_text, '')));
