@@ -87,6 +87,10 @@ impl Api {
         })
     }
 
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -138,7 +142,8 @@ impl Api {
         builder
     }
 
-    async fn bearer(&self) -> Result<String> {
+    /// The current bearer token (for requests this client does not build itself).
+    pub async fn bearer(&self) -> Result<String> {
         if let Some(token) = self.token.read().await.as_ref()
             && Instant::now() < token.refresh_at
         {

@@ -36,6 +36,13 @@ pub enum Command {
     /// Measure requests per second and response times (p50/p95/p99/max) of common FHIR
     /// operations with many simultaneous clients. Prints a table ready for docs/benchmarks.md.
     Run(RunArgs),
+    /// Measure document upload and download throughput through the core (needs documents
+    /// configured: Ceph RGW and clamd). Writes synthetic (fictitious) documents to one new
+    /// synthetic patient.
+    Documents(DocumentsArgs),
+    /// Measure front-desk patient search (latency p50/p95/p99 and whether the right patient is
+    /// in the top three) with queries made from patients already loaded. Read-only.
+    Frontdesk(FrontDeskArgs),
     /// Print one synthetic transaction Bundle as JSON, without contacting any server.
     Sample(SampleArgs),
     /// Measure what the DMZ edge costs: the same FHIR read against core directly and through
@@ -94,6 +101,34 @@ pub struct ServerArgs {
     /// Give up on a single request after this long (e.g. 30s, 2m)
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub timeout: Duration,
+}
+
+#[derive(Args)]
+pub struct DocumentsArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Document sizes to measure, in MB (10^6 bytes), comma-separated
+    #[arg(long, value_delimiter = ',', default_values_t = [1u64, 20])]
+    pub sizes_mb: Vec<u64>,
+    /// Uploads (and downloads) per size
+    #[arg(long, default_value_t = 10, value_parser = at_least_one())]
+    pub count: usize,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Args)]
+pub struct FrontDeskArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Number of searches (spread over five query shapes)
+    #[arg(long, default_value_t = 500, value_parser = at_least_one())]
+    pub queries: usize,
+    /// Seed choosing the sampled patients and typos
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Args)]

@@ -3,7 +3,9 @@
 
 mod api;
 mod cli;
+mod documents;
 mod edge;
+mod frontdesk;
 mod load;
 mod report;
 mod run;
@@ -21,6 +23,8 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Load(args) => load::run(args).await,
         Command::Run(args) => run::run(args).await,
+        Command::Documents(args) => documents::run(args).await,
+        Command::Frontdesk(args) => frontdesk::run(args).await,
         Command::Sample(args) => sample(&args),
         Command::Edge(args) => edge::run(args).await,
     };

@@ -8,11 +8,13 @@ pub mod audit;
 pub mod audit_review;
 pub mod auth;
 pub mod care;
+pub mod documents;
 pub mod error;
 pub mod fhir;
 pub mod health;
 pub mod identity;
 pub mod openapi;
+pub mod patient_search;
 pub mod records;
 pub mod registration;
 pub mod rest;
@@ -37,6 +39,10 @@ pub fn router(state: AppState) -> Router {
 /// listener only; the internal listener the edge reaches serves [`router`] alone).
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let body_limit = state.settings.max_body_bytes;
+    let upload_limit = state
+        .documents
+        .as_ref()
+        .map_or(body_limit, |d| d.spooler.max_bytes as usize);
     Router::new()
         .merge(extra)
         .merge(health::routes())
@@ -49,10 +55,13 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
                 .merge(audit_review::routes()),
         )
         .nest("/fhir", audit_review::fhir_routes().merge(fhir::routes()))
+        .merge(patient_search::routes())
         // Refuse an announced oversized body from its Content-Length, before reading any of it;
         // bodies without a length are cut off when they pass the limit.
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(body_limit))
+        // Documents carry their own (upload) limit, so they are added after the JSON limit.
+        .merge(documents::routes::routes(upload_limit))
         .layer(axum::middleware::from_fn(error::catch_unhandled))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

@@ -8,11 +8,15 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(title = "Kiorex core REST API", description = "REST for the Kiorex portals. Clinical data is also served as FHIR R4 under /fhir (see /fhir/metadata)."),
     paths(crate::rest::token, crate::rest::register, crate::rest::merge, crate::rest::unmerge, crate::rest::duplicates, crate::rest::list_facilities,
-        crate::identity::routes::login, crate::identity::routes::logout, crate::identity::routes::current_session),
+        crate::identity::routes::login, crate::identity::routes::logout, crate::identity::routes::current_session,
+        crate::documents::routes::upload, crate::documents::routes::upload_version, crate::documents::routes::list,
+        crate::documents::routes::describe, crate::documents::routes::delete, crate::documents::routes::download,
+        crate::documents::routes::download_version, crate::patient_search::search_patients, crate::patient_search::search_documents),
     components(schemas(crate::rest::TokenRequest, crate::rest::TokenResponse, crate::rest::MergeRequest,
         crate::registration::Registration, crate::registration::Address, crate::registration::Registered,
         crate::registration::Candidate, crate::registration::Merged,
-        crate::identity::routes::LoginRequest, crate::identity::routes::SessionView, crate::identity::routes::LoggedOut)),
+        crate::identity::routes::LoginRequest, crate::identity::routes::SessionView, crate::identity::routes::LoggedOut,
+        crate::documents::DocumentView, crate::documents::VersionView, crate::patient_search::PatientHit, crate::patient_search::DocumentSearchHit)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -23,6 +23,8 @@ pub struct AppState {
     pub audit: AuditSink,
     pub settings: Arc<ApiSettings>,
     pub identity: Arc<crate::identity::Identity>,
+    /// Documents (object store, scanner, keys); `None` when no object store is configured.
+    pub documents: Option<Arc<kiorex_objects::Objects>>,
 }
 
 impl AppState {

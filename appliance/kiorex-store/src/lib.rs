@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod care;
 pub mod directory;
+pub mod documents;
 pub mod facilities;
 pub mod identity_schema;
 pub mod merge;

@@ -84,12 +84,27 @@ impl TestApp {
     /// Like [`TestApp::spawn`], with these sign-in settings (a directory, an IdP, timeouts).
     pub async fn spawn_with(identity: IdentitySettings) -> TestApp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        TestApp::spawn_on(identity, listener).await
+        TestApp::spawn_full(identity, None, listener).await
     }
 
     /// Like [`TestApp::spawn_with`], on a listener bound beforehand (when a peer, such as the
     /// OpenID provider, must know Kiorex's address before Kiorex starts).
     pub async fn spawn_on(identity: IdentitySettings, listener: std::net::TcpListener) -> TestApp {
+        TestApp::spawn_full(identity, None, listener).await
+    }
+
+    /// Like [`TestApp::spawn`], with documents on the given object store and scanner.
+    pub async fn spawn_with_documents(documents: Option<kiorex_objects::Objects>) -> TestApp {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        TestApp::spawn_full(IdentitySettings::default(), documents, listener).await
+    }
+
+    /// The app with every part chosen.
+    pub async fn spawn_full(
+        identity: IdentitySettings,
+        documents: Option<kiorex_objects::Objects>,
+        listener: std::net::TcpListener,
+    ) -> TestApp {
         let database_url = tokio::task::spawn_blocking(crate::fresh_database)
             .await
             .expect("database");
@@ -109,6 +124,7 @@ impl TestApp {
                 token_ttl_seconds: 900,
             }),
             identity: Identity::new(identity).expect("identity settings"),
+            documents: documents.map(Arc::new),
         };
         listener.set_nonblocking(true).expect("nonblocking");
         let listener = tokio::net::TcpListener::from_std(listener).expect("listener");

@@ -6,9 +6,14 @@
 //! - [`Site`]: the `kiorex` binary as a process against its own database.
 //! - [`TestApp::spawn`]: the core API in-process on port 0 with its own database, two facilities
 //!   and a few staff accounts, plus typed helpers to call it as one of them.
+//! - [`ceph()`] and [`clamav()`]: one Ceph cluster (mon, memstore OSD, RGW) and one clamd per
+//!   test process; [`documents_on`] wires them into a [`TestApp`] with buckets of its own.
 
 mod app;
 pub mod browser;
+mod ceph;
+mod clamav;
+mod documents;
 pub mod edge;
 pub mod ldap;
 pub mod oidc;
@@ -17,6 +22,9 @@ mod postgres;
 mod process;
 
 pub use app::{PASSWORD as STAFF_PASSWORD, Reply, TestApp, User};
+pub use ceph::{ACCESS_KEY, Ceph, Gateway, SECRET_KEY, ceph};
+pub use clamav::{ClamAv, EICAR, clamav};
+pub use documents::{DocumentSite, documents_on, s3_settings};
 pub use postgres::{Postgres, empty_database, fresh_database, postgres};
 pub use process::{ADMIN, ADMIN_PASSWORD, Core, Finished, Site};
 

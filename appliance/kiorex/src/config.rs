@@ -27,6 +27,37 @@ struct Raw {
     edge: crate::edge_config::RawEdge,
     #[serde(default)]
     core: crate::edge_config::RawCore,
+    #[serde(default)]
+    objects: RawObjects,
+    #[serde(default)]
+    scan: RawScan,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawObjects {
+    endpoint: Option<String>,
+    region: Option<String>,
+    path_style: Option<bool>,
+    access_key: Option<String>,
+    access_key_file: Option<PathBuf>,
+    secret_key: Option<String>,
+    secret_key_file: Option<PathBuf>,
+    ca_bundle: Option<PathBuf>,
+    bucket: Option<String>,
+    quarantine_bucket: Option<String>,
+    key_encryption_keys: Option<String>,
+    key_encryption_keys_file: Option<PathBuf>,
+    max_upload_bytes: Option<i64>,
+    retention_days: Option<i64>,
+    spool_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawScan {
+    clamd: Option<String>,
+    timeout_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -125,6 +156,90 @@ pub const KEYS: &[KeyDoc] = &[
         secret: false,
         meaning: "error, warn, info, debug or trace. KIOREX_LOG overrides it with a full filter.",
     },
+    KeyDoc {
+        key: "objects.endpoint",
+        default: "(none: documents off)",
+        secret: false,
+        meaning: "S3 endpoint of the Ceph RADOS gateway, e.g. https://rgw.data.hospital.local:7480. Setting it turns documents on.",
+    },
+    KeyDoc {
+        key: "objects.region",
+        default: "default",
+        secret: false,
+        meaning: "S3 region name (the RGW zonegroup).",
+    },
+    KeyDoc {
+        key: "objects.path_style",
+        default: "true",
+        secret: false,
+        meaning: "Path-style bucket addressing (endpoint/bucket/key), as RGW without wildcard DNS needs.",
+    },
+    KeyDoc {
+        key: "objects.access_key",
+        default: "(required with objects.endpoint)",
+        secret: true,
+        meaning: "S3 access key of Kiorex's RGW user.",
+    },
+    KeyDoc {
+        key: "objects.secret_key",
+        default: "(required with objects.endpoint)",
+        secret: true,
+        meaning: "S3 secret key of Kiorex's RGW user.",
+    },
+    KeyDoc {
+        key: "objects.ca_bundle",
+        default: "(system roots)",
+        secret: false,
+        meaning: "PEM file of the hospital CA that signed the RGW certificate, trusted in addition to the system roots.",
+    },
+    KeyDoc {
+        key: "objects.bucket",
+        default: "kiorex-documents",
+        secret: false,
+        meaning: "Bucket for documents; keys are facility/patient/category/uuid.",
+    },
+    KeyDoc {
+        key: "objects.quarantine_bucket",
+        default: "kiorex-quarantine",
+        secret: false,
+        meaning: "Bucket where infected uploads are kept for the security team.",
+    },
+    KeyDoc {
+        key: "objects.key_encryption_keys",
+        default: "(required with objects.endpoint)",
+        secret: true,
+        meaning: "Keyring of key-encryption keys, one `id:base64-32-bytes` a line, current first; create a line with `kiorex keygen --kek ID`.",
+    },
+    KeyDoc {
+        key: "objects.max_upload_bytes",
+        default: "209715200",
+        secret: false,
+        meaning: "Largest document accepted (1 KiB to 5 GiB); larger uploads are refused with KX-DOC-413.",
+    },
+    KeyDoc {
+        key: "objects.retention_days",
+        default: "90",
+        secret: false,
+        meaning: "Days a deleted document stays restorable before it may be purged (1 to 36500).",
+    },
+    KeyDoc {
+        key: "objects.spool_dir",
+        default: "(system temp dir)",
+        secret: false,
+        meaning: "Directory where uploads are written while they are checked and scanned; needs room for concurrent uploads.",
+    },
+    KeyDoc {
+        key: "scan.clamd",
+        default: "127.0.0.1:3310",
+        secret: false,
+        meaning: "host:port of clamd's TCP socket; every upload is scanned there before it is accepted.",
+    },
+    KeyDoc {
+        key: "scan.timeout_seconds",
+        default: "60",
+        secret: false,
+        meaning: "How long a scan may take before the upload is refused as retryable (1 to 3600).",
+    },
 ];
 
 /// Every key: the core ones and those of each feature's section.
@@ -181,6 +296,21 @@ pub struct Config {
     pub edge: crate::edge_config::EdgeConfig,
     /// `[core.internal]`: core's mutual-TLS listener for the edge, when configured.
     pub core_internal: Option<kiorex_edge::InternalSettings>,
+    /// Documents; `None` when no object store is configured.
+    pub objects: Option<ObjectsConfig>,
+}
+
+/// Where documents go and how they are checked.
+#[derive(Debug, Clone)]
+pub struct ObjectsConfig {
+    pub s3: kiorex_objects::S3Settings,
+    pub ca_bundle: Option<PathBuf>,
+    pub keyring: String,
+    pub max_upload_bytes: u64,
+    pub retention_days: u32,
+    pub spool_dir: Option<PathBuf>,
+    pub clamd: String,
+    pub scan_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,6 +529,7 @@ fn validate(raw: Raw, needs_database: bool) -> Result<Config, Vec<ConfigError>> 
             format!("{log_level:?} is not one of error, warn, info, debug, trace"),
         ));
     }
+    let objects = objects(&mut errors, raw.objects, raw.scan);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -415,6 +546,114 @@ fn validate(raw: Raw, needs_database: bool) -> Result<Config, Vec<ConfigError>> 
         identity,
         edge,
         core_internal,
+        objects,
+    })
+}
+
+fn objects(errors: &mut Vec<ConfigError>, raw: RawObjects, scan: RawScan) -> Option<ObjectsConfig> {
+    let endpoint = raw.endpoint?;
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        errors.push(err(
+            "objects.endpoint",
+            format!("{endpoint:?} must start with http:// or https://"),
+        ));
+    }
+    let access_key = secret(
+        errors,
+        "objects.access_key",
+        raw.access_key,
+        raw.access_key_file.as_deref(),
+    );
+    let secret_key = secret(
+        errors,
+        "objects.secret_key",
+        raw.secret_key,
+        raw.secret_key_file.as_deref(),
+    );
+    let keyring = secret(
+        errors,
+        "objects.key_encryption_keys",
+        raw.key_encryption_keys,
+        raw.key_encryption_keys_file.as_deref(),
+    );
+    if !keyring.is_empty()
+        && let Err(e) = kiorex_objects::Keyring::parse(&keyring)
+    {
+        errors.push(err("objects.key_encryption_keys", e.to_string()));
+    }
+    if let Some(ca) = &raw.ca_bundle
+        && !ca.is_file()
+    {
+        errors.push(err(
+            "objects.ca_bundle",
+            format!("{} is not a readable file", ca.display()),
+        ));
+    }
+    let bucket = raw.bucket.unwrap_or_else(|| "kiorex-documents".into());
+    let quarantine_bucket = raw
+        .quarantine_bucket
+        .unwrap_or_else(|| "kiorex-quarantine".into());
+    for (key, name) in [
+        ("objects.bucket", &bucket),
+        ("objects.quarantine_bucket", &quarantine_bucket),
+    ] {
+        let valid = (3..=63).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !valid {
+            errors.push(err(
+                key,
+                format!(
+                    "{name:?} is not a bucket name (3 to 63 lower-case letters, digits, '-' or '.')"
+                ),
+            ));
+        }
+    }
+    if bucket == quarantine_bucket {
+        errors.push(err(
+            "objects.quarantine_bucket",
+            "must differ from objects.bucket",
+        ));
+    }
+    let max_upload_bytes = in_range(
+        errors,
+        "objects.max_upload_bytes",
+        raw.max_upload_bytes.unwrap_or(200 * 1024 * 1024),
+        1024,
+        5 << 30,
+    );
+    let retention_days = in_range(
+        errors,
+        "objects.retention_days",
+        raw.retention_days.unwrap_or(90),
+        1,
+        36_500,
+    );
+    let scan_timeout_seconds = in_range(
+        errors,
+        "scan.timeout_seconds",
+        scan.timeout_seconds.unwrap_or(60),
+        1,
+        3600,
+    );
+    Some(ObjectsConfig {
+        s3: kiorex_objects::S3Settings {
+            endpoint,
+            region: raw.region.unwrap_or_else(|| "default".into()),
+            path_style: raw.path_style.unwrap_or(true),
+            access_key,
+            secret_key,
+            bucket,
+            quarantine_bucket,
+        },
+        ca_bundle: raw.ca_bundle,
+        keyring,
+        max_upload_bytes: max_upload_bytes as u64,
+        retention_days: retention_days as u32,
+        spool_dir: raw.spool_dir,
+        clamd: scan.clamd.unwrap_or_else(|| "127.0.0.1:3310".into()),
+        scan_timeout_seconds: scan_timeout_seconds as u64,
     })
 }
 
@@ -534,6 +773,44 @@ mod tests {
         ("KIOREX_AUTH__TOKEN_SIGNING_KEY", "pem"),
     ];
 
+    /// What documents need besides the minimal settings.
+    const OBJECTS: &[(&str, &str)] = &[
+        ("KIOREX_OBJECTS__ENDPOINT", "http://127.0.0.1:7480"),
+        ("KIOREX_OBJECTS__ACCESS_KEY", "ak"),
+        ("KIOREX_OBJECTS__SECRET_KEY", "sk"),
+        (
+            "KIOREX_OBJECTS__KEY_ENCRYPTION_KEYS",
+            "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ),
+    ];
+
+    #[test]
+    fn documents_are_off_without_an_endpoint_and_need_keys_with_one() {
+        assert!(load(None, &env(MINIMAL)).unwrap().objects.is_none());
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("KIOREX_OBJECTS__ENDPOINT", "http://127.0.0.1:7480"));
+        let errors = load(None, &env(&pairs)).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|e| e.starts_with("objects.key_encryption_keys")),
+            "{text:?}"
+        );
+        let mut pairs = MINIMAL.to_vec();
+        pairs.extend_from_slice(OBJECTS);
+        let objects = load(None, &env(&pairs)).unwrap().objects.unwrap();
+        assert_eq!(objects.max_upload_bytes, 200 * 1024 * 1024);
+        assert_eq!(objects.s3.bucket, "kiorex-documents");
+        pairs.push(("KIOREX_OBJECTS__KEY_ENCRYPTION_KEYS", "k1:short"));
+        pairs.retain(|(k, v)| *k != "KIOREX_OBJECTS__KEY_ENCRYPTION_KEYS" || *v == "k1:short");
+        let errors = load(None, &env(&pairs)).unwrap_err();
+        assert!(
+            errors[0].to_string().contains("keyring line 1"),
+            "{}",
+            errors[0]
+        );
+    }
+
     #[test]
     fn environment_alone_is_enough_and_numbers_are_numbers() {
         let mut pairs = MINIMAL.to_vec();
@@ -620,6 +897,16 @@ mod tests {
                 "database.url" => "postgres://a@b/c",
                 "auth.token_signing_key" => "pem",
                 "server.max_body_bytes" => "2048",
+                "objects.endpoint" => "http://127.0.0.1:7480",
+                "objects.path_style" => "true",
+                "objects.region" => "default",
+                "objects.access_key" | "objects.secret_key" => "key",
+                "objects.spool_dir" => "/var/tmp",
+                "objects.ca_bundle" => env!("CARGO_MANIFEST_PATH"),
+                "objects.bucket" | "objects.quarantine_bucket" => "kiorex-other",
+                "objects.key_encryption_keys" => "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                "objects.max_upload_bytes" => "4096",
+                "scan.clamd" => "127.0.0.1:3310",
                 "edge.listen" | "edge.admin_listen" => "127.0.0.1:9443",
                 "edge.allow_tls12" => "true",
                 "edge.core_url" => "https://127.0.0.1:9444",
@@ -650,6 +937,9 @@ mod tests {
                 key if key.starts_with("identity.") => "10",
                 _ => "100",
             };
+            if section == "objects" {
+                pairs.extend_from_slice(OBJECTS);
+            }
             pairs.retain(|(k, _)| *k != var);
             pairs.push((&var, value));
             // [core.internal] is all or nothing: give the other keys too.

@@ -5,6 +5,7 @@ mod config;
 mod edge_config;
 mod identity_config;
 mod logging;
+mod objects;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -77,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Documents in the object store: orphan sweep, key-encryption keys.
+    Objects {
+        #[command(subcommand)]
+        command: ObjectsCommand,
+    },
     /// Print the configuration reference (every key, its environment variable and default).
     ConfigReference,
     /// Write a new Ed25519 key for signing access tokens (file mode 0600).
@@ -104,6 +110,32 @@ enum Role_ {
     /// core's internal listener over mutual TLS. Needs no database: give it a configuration with
     /// only [edge] (and [log]); it refuses to start with database credentials.
     Edge,
+}
+
+#[derive(Subcommand)]
+enum ObjectsCommand {
+    /// Find objects in the documents bucket that no document row names (left by an upload
+    /// interrupted between storing the object and writing its row) and remove them.
+    Gc {
+        /// Only list the orphans; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Leave objects younger than this alone: their upload may still be finishing.
+        #[arg(long, default_value_t = 60)]
+        grace_minutes: u32,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Add a new key-encryption key to a keyring file (created with mode 0600). Put its line
+    /// first to make it current; keep the old lines so existing documents stay readable.
+    NewKek {
+        /// A name for the key, e.g. the year: 2026.
+        #[arg(long)]
+        id: String,
+        /// The keyring file (the one objects.key_encryption_keys_file names).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -214,12 +246,22 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Healthcheck { url } => healthcheck(url, cli.config.as_ref()),
+        Command::Objects {
+            command: ObjectsCommand::NewKek { id, out },
+        } => {
+            objects::new_kek(&id, &out)?;
+            println!("added key {id} to {}", out.display());
+            Ok(())
+        }
         command => {
             let config = if matches!(command, Command::Serve { role: Role_::Edge }) {
                 load_edge_config(cli.config.as_ref())?
             } else {
                 load_config(cli.config.as_ref())?
             };
+            if let Some(objects) = &config.objects {
+                objects::trust_ca_bundle(objects);
+            }
             logging::init(config.log_format, &config.log_level);
             match command {
                 Command::Serve { role: Role_::Core } => serve_core(config),
@@ -231,6 +273,7 @@ fn run(cli: Cli) -> Result<()> {
                 } => audit_verify(&config, output),
                 Command::Facility { command } => facility(&config, command),
                 Command::User { command } => user(&config, command),
+                Command::Objects { command } => objects_command(&config, command),
                 Command::Keygen { .. } | Command::Healthcheck { .. } | Command::ConfigReference => {
                     unreachable!("handled above")
                 }
@@ -270,6 +313,12 @@ fn serve_core(config: config::Config) -> Result<()> {
         );
     }
     let tokens = token_service(&config)?;
+    let documents = config
+        .objects
+        .as_ref()
+        .map(objects::build)
+        .transpose()?
+        .map(Arc::new);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(config.pool_size as usize + 8)
@@ -286,6 +335,7 @@ fn serve_core(config: config::Config) -> Result<()> {
             }),
             identity: kiorex_api::identity::Identity::new(config.identity.clone())
                 .map_err(|e| anyhow::anyhow!("identity settings: {e}"))?,
+            documents,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {} (KX-NET-001)", config.listen))?;
         if let Some(internal) = config.core_internal.clone() {
@@ -365,6 +415,21 @@ fn configtest(config: &config::Config, output: Output) -> Result<()> {
     });
     checks.push(("database", database.map_err(|e| e.to_string())));
     checks.extend(identity_checks(&config.identity));
+    match &config.objects {
+        None => checks.push((
+            "objects",
+            Ok("not configured: documents are off".to_owned()),
+        )),
+        Some(objects_config) => match objects::build(objects_config) {
+            Err(e) => checks.push(("objects", Err(format!("{e:#}")))),
+            Ok(built) => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                checks.extend(runtime.block_on(objects::checks(&built)));
+            }
+        },
+    }
     let failed = checks.iter().any(|(_, r)| r.is_err());
     match output {
         Output::Json => {
@@ -415,6 +480,48 @@ fn identity_checks(
         checks.push(("oidc", result));
     }
     checks
+}
+
+fn objects_command(config: &config::Config, command: ObjectsCommand) -> Result<()> {
+    let (dry_run, grace_minutes, output) = match command {
+        ObjectsCommand::NewKek { .. } => unreachable!("handled before the configuration is read"),
+        ObjectsCommand::Gc {
+            dry_run,
+            grace_minutes,
+            output,
+        } => (dry_run, grace_minutes, output),
+    };
+    let objects_config = config.objects.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("documents are not configured: set objects.endpoint (KX-DOC-501)")
+    })?;
+    let built = objects::build(objects_config)?;
+    let store = connect(config, 2)?;
+    let cutoff = chrono::Utc::now() - chrono::Duration::minutes(i64::from(grace_minutes));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let sweep = runtime
+        .block_on(kiorex_api::documents::sweep_orphans(
+            &store, &built, cutoff, dry_run,
+        ))
+        .map_err(|e| anyhow::anyhow!("the orphan sweep failed (KX-OBJ-503): {e}"))?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(&sweep)?),
+        Output::Text => {
+            for key in &sweep.orphans {
+                println!("{} {key}", if dry_run { "orphan " } else { "removed" });
+            }
+            println!(
+                "{} objects listed, {} orphans, {} removed{}",
+                sweep.listed,
+                sweep.orphans.len(),
+                sweep.removed,
+                if dry_run { " (dry run)" } else { "" }
+            );
+        }
+    }
+    Ok(())
 }
 
 fn audit_verify(config: &config::Config, output: Output) -> Result<()> {

@@ -1,0 +1,271 @@
+//! The embedded engine: PostgreSQL over the store's own index tables, which every write updates
+//! in its transaction, so a patient is findable the moment it is registered and there is no
+//! second copy to rebuild. Name fragments match a word of the patient's names by prefix
+//! (`search_string_prefix`, text_pattern_ops) or by trigram similarity (`search_string_trgm`,
+//! pg_trgm's `%`), which absorbs about one typo in a name of five letters or more.
+
+use crate::{FrontDeskQuery, Hit, PatientSearch, SearchError};
+use chrono::{Days, NaiveDate};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Double, Int8, Text, Timestamptz, Uuid as SqlUuid};
+use kiorex_store::Store;
+use uuid::Uuid;
+
+pub struct PostgresSearch {
+    store: Store,
+}
+
+impl PostgresSearch {
+    pub fn new(store: Store) -> PostgresSearch {
+        PostgresSearch { store }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = SqlUuid)]
+    patient_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    facility_id: Uuid,
+    #[diesel(sql_type = Double)]
+    score: f64,
+}
+
+enum Bind {
+    Text(String),
+    Texts(Vec<String>),
+    Uuids(Vec<Uuid>),
+    Time(chrono::DateTime<chrono::Utc>),
+    Int(i64),
+}
+
+struct Sql {
+    text: String,
+    binds: Vec<Bind>,
+}
+
+impl Sql {
+    fn bind(&mut self, value: Bind) -> String {
+        self.binds.push(value);
+        format!("${}", self.binds.len())
+    }
+}
+
+/// One name fragment's best match per patient: exact word 1, prefix 0.8, else the trigram
+/// similarity (at least pg_trgm's threshold, 0.3 by default).
+fn name_term(sql: &mut Sql, term: &str) -> String {
+    let exact = sql.bind(Bind::Text(term.to_owned()));
+    let prefix = sql.bind(Bind::Text(format!("{}%", like_escape(term))));
+    format!(
+        "SELECT s.resource_id, max(CASE WHEN s.value = {exact} THEN 1.0 \
+           WHEN s.value LIKE {prefix} THEN 0.8 ELSE similarity(s.value, {exact}) END)::float8 AS best \
+         FROM search_string s \
+         WHERE s.resource_type = 'Patient' AND s.param = 'name' \
+           AND (s.value LIKE {prefix} OR s.value % {exact}) \
+         GROUP BY s.resource_id"
+    )
+}
+
+fn like_escape(term: &str) -> String {
+    term.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn build(query: &FrontDeskQuery, facilities: &[Uuid], limit: usize) -> Sql {
+    let mut sql = Sql {
+        text: String::new(),
+        binds: Vec::new(),
+    };
+    let facilities = sql.bind(Bind::Uuids(facilities.to_vec()));
+    let mut from = String::from("resource r");
+    let mut score = String::from("0.0");
+    if !query.names.is_empty() {
+        let terms: Vec<String> = query.names.iter().map(|t| name_term(&mut sql, t)).collect();
+        let needed = sql.bind(Bind::Int(terms.len() as i64));
+        from = format!(
+            "(SELECT resource_id, sum(best) AS score FROM ({}) per_term \
+              GROUP BY resource_id HAVING count(*) = {needed}) n \
+             JOIN resource r ON r.id = n.resource_id",
+            terms.join(" UNION ALL ")
+        );
+        score = "n.score".into();
+    }
+    let mut filters = vec![
+        "r.resource_type = 'Patient'".to_owned(),
+        "NOT r.deleted".to_owned(),
+        format!("r.facility_id = ANY({facilities})"),
+    ];
+    if let Some(day) = query.birth_date {
+        let (start, end) = day_bounds(day);
+        let (start, end) = (sql.bind(Bind::Time(start)), sql.bind(Bind::Time(end)));
+        filters.push(format!(
+            "EXISTS (SELECT 1 FROM search_date d WHERE d.resource_id = r.id \
+               AND d.resource_type = 'Patient' AND d.param = 'birthdate' \
+               AND d.low < {end} AND d.high >= {start})"
+        ));
+    }
+    if !query.identifiers.is_empty() {
+        let ids = sql.bind(Bind::Texts(query.identifiers.clone()));
+        filters.push(format!(
+            "EXISTS (SELECT 1 FROM search_token t WHERE t.resource_id = r.id \
+               AND t.resource_type = 'Patient' AND t.param = 'identifier' AND upper(t.code) = ANY({ids}))"
+        ));
+    }
+    if let Some(phone) = &query.phone {
+        let phone = sql.bind(Bind::Text(phone.clone()));
+        filters.push(format!(
+            "EXISTS (SELECT 1 FROM search_token t WHERE t.resource_id = r.id \
+               AND t.resource_type = 'Patient' AND t.param = 'phone' AND t.code = {phone})"
+        ));
+    }
+    let limit = sql.bind(Bind::Int(limit as i64));
+    sql.text = format!(
+        "SELECT r.id AS patient_id, r.facility_id, ({score})::float8 AS score FROM {from} \
+         WHERE {} ORDER BY score DESC, r.id LIMIT {limit}",
+        filters.join(" AND ")
+    );
+    sql
+}
+
+/// The birth date as the half-open instant range the date index holds it in.
+fn day_bounds(day: NaiveDate) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+    let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
+    let next = day
+        .checked_add_days(Days::new(1))
+        .unwrap_or(day)
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    (start, next)
+}
+
+impl PatientSearch for PostgresSearch {
+    async fn find_patients(
+        &self,
+        query: &FrontDeskQuery,
+        facilities: &[Uuid],
+        limit: usize,
+    ) -> Result<Vec<Hit>, SearchError> {
+        if query.is_empty() || facilities.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = build(query, facilities, limit);
+        let rows = self
+            .store
+            .run(move |conn| {
+                let mut q = diesel::sql_query(sql.text).into_boxed();
+                for bind in sql.binds {
+                    q = match bind {
+                        Bind::Text(v) => q.bind::<Text, _>(v),
+                        Bind::Texts(v) => q.bind::<Array<Text>, _>(v),
+                        Bind::Uuids(v) => q.bind::<Array<SqlUuid>, _>(v),
+                        Bind::Time(v) => q.bind::<Timestamptz, _>(v),
+                        Bind::Int(v) => q.bind::<Int8, _>(v),
+                    };
+                }
+                Ok(q.load::<Row>(conn)?)
+            })
+            .await
+            .map_err(|e| SearchError::Unavailable(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Hit {
+                patient_id: r.patient_id,
+                facility_id: r.facility_id,
+                score: r.score,
+            })
+            .collect())
+    }
+}
+
+#[derive(QueryableByName)]
+struct DocumentRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    patient_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    facility_id: Uuid,
+    #[diesel(sql_type = Text)]
+    title: String,
+    #[diesel(sql_type = Text)]
+    category: String,
+    #[diesel(sql_type = Double)]
+    score: f64,
+}
+
+/// Every word must appear in the current version's text or in the title ('simple'
+/// configuration: no stemming, so names and drug names match as typed).
+const DOCUMENTS_SQL: &str = "\
+    SELECT d.id, d.patient_id, d.facility_id, d.title, d.category, \
+           ts_rank(to_tsvector('simple', coalesce(v.extracted_text, '')), plainto_tsquery('simple', $1))::float8 AS score \
+    FROM document d \
+    JOIN document_version v ON v.document_id = d.id AND v.version = d.current_version \
+    WHERE d.deleted_at IS NULL AND d.facility_id = ANY($2) \
+      AND ($3::uuid IS NULL OR d.patient_id = $3) \
+      AND (to_tsvector('simple', coalesce(v.extracted_text, '')) @@ plainto_tsquery('simple', $1) \
+           OR to_tsvector('simple', d.title) @@ plainto_tsquery('simple', $1)) \
+    ORDER BY score DESC, d.created_at DESC, d.id LIMIT $4";
+
+impl crate::DocumentSearch for PostgresSearch {
+    async fn find_documents(
+        &self,
+        text: &str,
+        patient: Option<Uuid>,
+        facilities: &[Uuid],
+        limit: usize,
+    ) -> Result<Vec<crate::DocumentHit>, SearchError> {
+        if text.trim().is_empty() || facilities.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (text, facilities) = (text.to_owned(), facilities.to_vec());
+        let rows = self
+            .store
+            .run(move |conn| {
+                Ok(diesel::sql_query(DOCUMENTS_SQL)
+                    .bind::<Text, _>(text)
+                    .bind::<Array<SqlUuid>, _>(facilities)
+                    .bind::<diesel::sql_types::Nullable<SqlUuid>, _>(patient)
+                    .bind::<Int8, _>(limit as i64)
+                    .load::<DocumentRow>(conn)?)
+            })
+            .await
+            .map_err(|e| SearchError::Unavailable(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| crate::DocumentHit {
+                document_id: r.id,
+                patient_id: r.patient_id,
+                facility_id: r.facility_id,
+                title: r.title,
+                category: r.category,
+                score: r.score,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_criterion_narrows_and_the_facilities_always_bound() {
+        let query = crate::parse("oka ngozi 12/03/1980 GEN-1");
+        let sql = build(&query, &[Uuid::nil()], 10);
+        assert!(sql.text.contains("r.facility_id = ANY($1)"));
+        assert!(
+            sql.text.contains("HAVING count(*) = $6"),
+            "both name terms must match: {}",
+            sql.text
+        );
+        assert!(sql.text.contains("param = 'birthdate'"));
+        assert!(sql.text.contains("param = 'identifier'"));
+        assert_eq!(sql.binds.len(), 10);
+    }
+
+    #[test]
+    fn like_wildcards_typed_by_a_user_are_literal() {
+        assert_eq!(like_escape("o_k%"), "o\\_k\\%");
+    }
+}
