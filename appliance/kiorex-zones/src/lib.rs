@@ -192,7 +192,7 @@ fn header() -> String {
     )
 }
 
-fn networks_of<'a>(networks: &'a [(Zone, Vec<String>)], zone: Zone) -> Option<&'a [String]> {
+fn networks_of(networks: &[(Zone, Vec<String>)], zone: Zone) -> Option<&[String]> {
     networks
         .iter()
         .find(|(z, _)| *z == zone)
