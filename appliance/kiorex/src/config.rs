@@ -349,13 +349,24 @@ pub fn load_for_edge(
     env: &[(String, String)],
 ) -> Result<Config, Vec<ConfigError>> {
     let config = load_for(file, env, false)?;
+    let mut errors = Vec::new();
     if !config.database_url.is_empty() {
-        return Err(vec![err(
+        errors.push(err(
             "database.url",
             "is set, but the edge must hold no database credentials (KX-CFG-002): give `serve edge` a configuration without [database]",
-        )]);
+        ));
     }
-    Ok(config)
+    if config.token_signing_key.is_some() {
+        errors.push(err(
+            "auth.token_signing_key",
+            "is set, but the edge must not be able to sign tokens (KX-CFG-002): give it edge.token_public_key_file only",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
 }
 
 fn load_for(

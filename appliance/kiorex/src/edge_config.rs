@@ -580,3 +580,70 @@ pub fn validate_internal(raw: RawCore, errors: &mut Vec<ConfigError>) -> Option<
         reload_interval: Duration::from_secs(reload),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{load, load_for_edge};
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_edge_needs_no_database_and_refuses_credentials() {
+        let edge_only = env(&[("KIOREX_EDGE__LISTEN", "127.0.0.1:9443")]);
+        assert!(load_for_edge(None, &edge_only).is_ok());
+        let with_db = env(&[("KIOREX_DATABASE__URL", "postgres://k@db/k")]);
+        let errors = load_for_edge(None, &with_db).unwrap_err();
+        assert!(
+            errors[0].to_string().contains("KX-CFG-002"),
+            "{}",
+            errors[0]
+        );
+        let with_key = env(&[("KIOREX_AUTH__TOKEN_SIGNING_KEY", "pem")]);
+        assert!(load_for_edge(None, &with_key).is_err());
+    }
+
+    #[test]
+    fn serving_the_edge_names_every_missing_file() {
+        let config = load_for_edge(None, &[]).unwrap();
+        let errors = config.edge.settings().unwrap_err();
+        let keys: Vec<String> = errors.iter().map(|e| e.key.clone()).collect();
+        for key in [
+            "edge.cert_file",
+            "edge.key_file",
+            "edge.core_url",
+            "edge.core_ca_file",
+            "edge.client_cert_file",
+            "edge.client_key_file",
+            "edge.token_public_key_file",
+        ] {
+            assert!(
+                keys.contains(&key.to_owned()),
+                "{key} not reported: {keys:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_routes_and_a_half_internal_listener_are_refused() {
+        let base = [("KIOREX_DATABASE__URL", "postgres://k@db/k")];
+        let mut pairs = base.to_vec();
+        pairs.push(("KIOREX_EDGE__ROUTES", r#"[{prefix = "fhir", methods = ["GET"]}, {prefix = "/x", methods = ["GET"], scope = "admin"}]"#));
+        let errors = load(None, &env(&pairs)).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        let mut pairs = base.to_vec();
+        pairs.push(("KIOREX_CORE__INTERNAL__LISTEN", "127.0.0.1:9443"));
+        let errors = load(None, &env(&pairs)).unwrap_err();
+        assert_eq!(errors.len(), 3, "cert, key and CA are required: {errors:?}");
+        let mut pairs = base.to_vec();
+        pairs.push(("KIOREX_EDGE__CORE_URL", "http://core:8080"));
+        assert!(
+            load(None, &env(&pairs)).is_err(),
+            "core is reached over TLS only"
+        );
+    }
+}

@@ -185,3 +185,38 @@ async fn slowloris_connections_are_closed() {
         call(https_client(&stack).get(format!("{}/health/live", stack.edge.base()))).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_closed_at_once() {
+    let stack = stack(&[("KIOREX_EDGE__MAX_CONNECTIONS", "2")]).await;
+    let held = [raw_tls(&stack).await, raw_tls(&stack).await];
+    let mut third = TcpStream::connect(("127.0.0.1", stack.edge.port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(3), third.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the third connection stayed open: {closed:?}"
+    );
+    drop(held);
+    // Once the held connections are gone, new ones are served again.
+    let served = kiorex_testkit::wait_until(Duration::from_secs(5), || {
+        let stack = &stack;
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                https_client(stack)
+                    .get(format!("{}/health/live", stack.edge.base()))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            })
+        })
+    });
+    assert!(
+        served,
+        "the edge did not serve again after the connections closed"
+    );
+    let text = metrics(&stack).await;
+    assert!(metric(&text, "kiorex_edge_connections_refused_total") >= 1);
+}

@@ -6,6 +6,7 @@ mod limits;
 mod mtls;
 mod rotation;
 mod routes;
+mod sslyze;
 
 use kiorex_testkit::edge::EdgeStack;
 use kiorex_testkit::{ADMIN, ADMIN_PASSWORD};

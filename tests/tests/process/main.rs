@@ -204,6 +204,7 @@ fn every_command_has_help_for_an_administrator() {
         &["facility", "create", "--help"],
         &["user", "create", "--help"],
         &["keygen", "--help"],
+        &["serve", "edge", "--help"],
     ] {
         let help = site.kiorex(args).success();
         assert!(help.contains("Usage:"), "{args:?}: {help}");
