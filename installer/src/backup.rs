@@ -22,7 +22,9 @@ use time::format_description::well_known::Rfc3339;
 
 #[derive(clap::Args)]
 pub struct BackupArgs {
-    /// The single-node data directory (`kiorexctl up --data-dir`).
+    /// The single-node data directory (`kiorexctl up --data-dir`). The first backup turns on
+    /// WAL archiving, which restarts PostgreSQL once: restart the core afterwards
+    /// (`kiorexctl up --stop`, then `up --detach`), best right after installing.
     #[arg(long, default_value = ".kiorex")]
     data_dir: PathBuf,
     /// Where backups go (a directory, ideally another disk or an NFS mount).
@@ -84,10 +86,20 @@ pub fn backup(args: BackupArgs) -> Result<()> {
     give_to_postgres(&wal_dir(&target))?;
     let restarted = ensure_archiving(&layout, &bin, &wal_dir(&target))?;
 
-    let started = OffsetDateTime::now_utc();
-    let id = backup_id(started);
-    let dir = target.join("base").join(&id);
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(target.join("base"))?;
+    // Backup ids are UTC seconds: a second backup within the same second waits for the next.
+    let (started, id, dir) = loop {
+        let started = OffsetDateTime::now_utc();
+        let id = backup_id(started);
+        let dir = target.join("base").join(&id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => break (started, id, dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::thread::sleep(Duration::from_millis(250))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     // The base backup needs WAL from this segment on; older WAL can go once no kept backup needs it.
     let first_wal = layout.sql(
         &bin,

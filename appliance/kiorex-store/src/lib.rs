@@ -68,7 +68,10 @@ impl Store {
             .max_size(size)
             .min_idle(Some(size.min(4)))
             .connection_timeout(Duration::from_secs(5))
-            .test_on_check_out(false)
+            // Check each connection as it is taken (one round trip): after a PostgreSQL restart
+            // or failover, a dead pooled connection is replaced instead of failing a clinician's
+            // request.
+            .test_on_check_out(true)
             .build(manager)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Store { pool })

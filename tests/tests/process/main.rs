@@ -1,6 +1,8 @@
 //! The `kiorex` binary as hospital IT runs it: killed mid-stream, misconfigured, started too
 //! early, asked to verify its audit trail.
 
+mod backup;
+
 use kiorex_testkit::{ADMIN, ADMIN_PASSWORD, Site, empty_database};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
