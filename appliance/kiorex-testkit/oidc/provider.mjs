@@ -6,13 +6,19 @@
 // would accept any).
 import http from 'node:http';
 import fs from 'node:fs';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import Provider from 'oidc-provider';
 
 const [, , port, configPath] = process.argv;
 const config = () => JSON.parse(fs.readFileSync(configPath, 'utf8'));
 const { issuer, clients } = config();
 
+// A new signing key at every start: restarting the provider is how a test rotates its keys.
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), use: 'sig', alg: 'RS256' };
+
 const provider = new Provider(issuer, {
+  jwks: { keys: [signingKey] },
   clients: clients.map((c) => ({
     client_id: c.client_id,
     token_endpoint_auth_method: 'none',

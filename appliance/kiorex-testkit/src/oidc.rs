@@ -73,20 +73,8 @@ impl OidcProvider {
         });
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, config.to_string()).expect("config");
-        let child = Command::new("node")
-            .arg(node.join("provider.mjs"))
-            .arg(port.to_string())
-            .arg(&config_path)
-            .current_dir(&node)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "oidc-provider did not start");
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        let child = spawn(&node, &port.to_string(), &config_path);
+        wait_for(port);
         OidcProvider {
             issuer,
             config_path,
@@ -102,9 +90,37 @@ impl OidcProvider {
         std::fs::write(&self.config_path, self.config.to_string()).expect("config");
     }
 
+    /// Restarts the provider on the same address with a new signing key (key rotation).
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = self.issuer.rsplit(':').next().expect("port").to_owned();
+        self.child = spawn(&node_dir(), &port, &self.config_path);
+        wait_for(port.parse().expect("port"));
+    }
+
     /// Stops the provider (to test "IdP down").
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn spawn(node: &Path, port: &str, config: &Path) -> Child {
+    Command::new("node")
+        .arg(node.join("provider.mjs"))
+        .arg(port)
+        .arg(config)
+        .current_dir(node)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node")
+}
+
+fn wait_for(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "oidc-provider did not start");
+        std::thread::sleep(Duration::from_millis(25));
     }
 }

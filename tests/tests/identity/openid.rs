@@ -175,6 +175,13 @@ async fn sign_in_through_the_provider_maps_groups_and_returns_to_the_page() {
     assert_eq!(landed, "/chart/1");
     assert_eq!(olivia.roles(), ["physician"]);
     assert_eq!(olivia.body["method"], "oidc");
+    // The provider rotates its signing key: Kiorex fetches the new key set at the first token
+    // signed with it, and the sign-in works.
+    idp.restart();
+    let (again, _) = sign_in(&app, &idp, "olivia.ortiz", "Correct-Horse-42")
+        .await
+        .expect("after key rotation");
+    assert_eq!(again.roles(), ["physician"]);
     // The provider checks passwords for real.
     let wrong = sign_in(&app, &idp, "olivia.ortiz", "wrong")
         .await

@@ -82,6 +82,9 @@ pub struct OidcClient {
     discovered: RwLock<Option<std::sync::Arc<Discovered>>>,
 }
 
+/// How a signature failure starts, so that the caller fetches the provider's keys again.
+const UNKNOWN_KEY: &str = "signature not verified by the known keys";
+
 #[derive(Debug)]
 pub enum OidcError {
     /// The IdP cannot be reached or answered nonsense.
@@ -206,7 +209,7 @@ impl OidcClient {
             Ok(claims) => claims,
             // A key we do not know: the provider may have rotated its keys. Fetch them again
             // once, then decide.
-            Err(OidcError::Rejected(why)) if why.contains("key") || why.contains("signature") => {
+            Err(OidcError::Rejected(why)) if why.starts_with(UNKNOWN_KEY) => {
                 let fresh = self.discovered(true).await?;
                 self.verify(&fresh.client, &id_token, nonce)?
             }
@@ -287,7 +290,13 @@ pub fn verify_id_token(
         });
     token
         .claims(&verifier, &Nonce::new(nonce.to_owned()))
-        .map_err(|e| OidcError::Rejected(format!("ID token refused: {e}")))?;
+        .map_err(|e| match e {
+            // A signature that no known key verifies: the provider may have rotated its keys.
+            openidconnect::ClaimsVerificationError::SignatureVerification(_) => {
+                OidcError::Rejected(format!("{UNKNOWN_KEY}: {e}"))
+            }
+            other => OidcError::Rejected(format!("ID token refused: {other}")),
+        })?;
     payload_of(id_token)
 }
 
