@@ -105,6 +105,17 @@ async fn run(
     Ok(state.store.run(move |conn| search(conn, &filter)).await?)
 }
 
+/// Searches the log for an auditor (the portal's audit page and the API share it).
+pub async fn search_log(
+    state: &AppState,
+    principal: &Principal,
+    query: &AuditQuery,
+    rid: &str,
+) -> Result<Vec<AuditEntry>, ApiError> {
+    let filter = filter_of(query, auditor_facilities(principal)?)?;
+    run(state, principal, rid, filter).await
+}
+
 fn entry_json(e: &AuditEntry) -> Value {
     json!({
         "seq": e.seq, "recorded_at": e.recorded_at, "user": e.actor, "action": e.action,

@@ -7,6 +7,7 @@
 //! Served by `core` on its LAN listener only; never on the internal listener the DMZ edge
 //! reaches.
 
+mod admin;
 mod pages;
 pub mod trend;
 
@@ -38,6 +39,10 @@ pub fn router() -> Router<AppState> {
         .route("/patients/{id}/break-glass", post(pages::break_glass))
         .route("/review", get(pages::review_queue))
         .route("/review/{id}", post(pages::review))
+        .route("/admin", get(admin::page_admin))
+        .route("/admin/group-roles", post(admin::save_mapping))
+        .route("/admin/sessions/end", post(admin::end))
+        .route("/audit", get(admin::audit))
         .route("/static/{file}", get(static_file))
         .layer(axum::middleware::from_fn(security_headers))
 }
@@ -114,12 +119,12 @@ pub(crate) fn page(title: &str, staff: Option<&Live>, idle_seconds: i64, body: M
         .map(|l| l.session.csrf_token.clone())
         .unwrap_or_default();
     let hx_headers = serde_json::json!({ "X-CSRF-Token": csrf }).to_string();
-    let auditor = staff.is_some_and(|l| {
-        l.principal
-            .grants
-            .iter()
-            .any(|g| g.role == kiorex_domain::permission::Role::Auditor)
-    });
+    use kiorex_domain::permission::Role;
+    let holds = |roles: &[Role]| {
+        staff.is_some_and(|l| l.principal.grants.iter().any(|g| roles.contains(&g.role)))
+    };
+    let auditor = holds(&[Role::Auditor, Role::Administrator]);
+    let it_admin = holds(&[Role::ItAdmin, Role::Administrator]);
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -138,7 +143,11 @@ pub(crate) fn page(title: &str, staff: Option<&Live>, idle_seconds: i64, body: M
                         nav aria-label="Main" {
                             a href="/" { "Find a patient" }
                             a href="/patients/new" { "Register" }
-                            @if auditor { a href="/review" { "Break-the-glass review" } }
+                            @if auditor {
+                                a href="/review" { "Break-the-glass review" }
+                                a href="/audit" { "Audit log" }
+                            }
+                            @if it_admin { a href="/admin" { "Administration" } }
                         }
                         span { (live.principal.username) }
                         form method="post" action="/signout" {

@@ -147,6 +147,30 @@ async fn a_day_at_the_front_desk_the_ward_and_the_privacy_office() {
     browser.screenshot("review-queue").await;
     browser.click("button[value=approve]").await;
     browser.wait_for_text("approved").await;
+    // The audit log shows who opened the record, and why.
+    browser.goto(&app.url("/audit?action=break-glass")).await;
+    let log = browser
+        .wait_for_text("unresponsive in the waiting room")
+        .await;
+    assert!(log.contains("nurse.ward"), "{log}");
+    sign_out(&browser).await;
+
+    // IT sees the directory mapping and the sessions people have open, and can end one.
+    app.send(
+        app.client()
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"username": "nurse.a", "password": STAFF_PASSWORD})),
+    )
+    .await;
+    sign_in(&browser, &app, "admin.a", STAFF_PASSWORD).await;
+    browser.goto(&app.url("/admin?username=nurse.a")).await;
+    let admin = browser.wait_for_text("Directory groups and roles").await;
+    assert!(admin.contains("Nurses"), "{admin}");
+    browser.screenshot("admin").await;
+    browser
+        .click("form[action='/admin/sessions/end'] button")
+        .await;
+    browser.wait_for_text("No open sessions").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -565,41 +565,47 @@ async fn list_sessions(
     Caller(principal): Caller,
     Query(q): Query<SessionsOf>,
 ) -> Response {
-    let result = async {
-        let username = match q.username {
-            Some(name) if name != principal.username => {
-                if !is_user_admin(&principal, Action::Read) {
-                    return Err(ApiError::forbidden(
-                        "only IT administrators see other people's sessions",
-                    ));
-                }
-                name
+    reply(&rid.0, sessions_of(&state, &principal, q.username).await)
+}
+
+/// The rule behind the session list, shared by the API and the portal's admin page.
+pub async fn sessions_of(
+    state: &AppState,
+    principal: &Principal,
+    username: Option<String>,
+) -> Result<Vec<SessionRow>, ApiError> {
+    let username = match username {
+        Some(name) if name != principal.username => {
+            if !is_user_admin(principal, Action::Read) {
+                return Err(ApiError::forbidden(
+                    "only IT administrators see other people's sessions",
+                ));
             }
-            _ => principal.username.clone(),
-        };
-        let now = Utc::now();
-        let rows = state
-            .store
-            .run(move |conn| {
-                let Some(account) = accounts::find_by_username(conn, &username)? else {
-                    return Ok(Vec::new());
-                };
-                sessions::live_for_user(conn, account.id, now)
-            })
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|s| SessionRow {
-                id: s.id,
-                method: s.method,
-                source_address: s.source_address,
-                user_agent: s.user_agent,
-                created_at: s.created_at,
-                last_seen_at: s.last_seen_at,
-            })
-            .collect::<Vec<_>>())
+            name
+        }
+        _ => principal.username.clone(),
     };
-    reply(&rid.0, result.await)
+    let now = Utc::now();
+    let rows = state
+        .store
+        .run(move |conn| {
+            let Some(account) = accounts::find_by_username(conn, &username)? else {
+                return Ok(Vec::new());
+            };
+            sessions::live_for_user(conn, account.id, now)
+        })
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|s| SessionRow {
+            id: s.id,
+            method: s.method,
+            source_address: s.source_address,
+            user_agent: s.user_agent,
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+        })
+        .collect())
 }
 
 /// Ends a session: your own, or (IT admin) anyone's — for a lost badge or a shared PC.
@@ -609,45 +615,51 @@ async fn revoke_session(
     Caller(principal): Caller,
     Path(id): Path<Uuid>,
 ) -> Response {
-    let result = async {
-        let admin = is_user_admin(&principal, Action::Write);
-        let me = principal.user_id;
-        let now = Utc::now();
-        let revoked = state
-            .store
-            .run(move |conn| {
-                let own = sessions::live_for_user(conn, me, now)?
-                    .iter()
-                    .any(|s| s.id == id);
-                if !own && !admin {
-                    return Ok(None);
-                }
-                sessions::revoke(conn, id, now).map(Some)
-            })
-            .await?;
-        match revoked {
-            None => Err(ApiError::forbidden("you may end only your own sessions")),
-            Some(false) => Err(ApiError::not_found(format!("session {id}"))),
-            Some(true) => {
-                state
-                    .audit
-                    .record(
-                        &principal.username,
-                        &rid.0,
-                        vec![local::security_event(
-                            "session-revoked",
-                            "success",
-                            id.to_string(),
-                        )],
-                    )
-                    .await?;
-                Ok(StatusCode::NO_CONTENT)
-            }
-        }
-    };
-    match result.await {
-        Ok(status) => status.into_response(),
+    match end_session(&state, &principal, id, &rid.0).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.render(crate::error::Dialect::Problem, &rid.0),
+    }
+}
+
+/// The rule behind ending a session, shared by the API and the portal.
+pub async fn end_session(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    request_id: &str,
+) -> Result<(), ApiError> {
+    let admin = is_user_admin(principal, Action::Write);
+    let me = principal.user_id;
+    let now = Utc::now();
+    let revoked = state
+        .store
+        .run(move |conn| {
+            let own = sessions::live_for_user(conn, me, now)?
+                .iter()
+                .any(|s| s.id == id);
+            if !own && !admin {
+                return Ok(None);
+            }
+            sessions::revoke(conn, id, now).map(Some)
+        })
+        .await?;
+    match revoked {
+        None => Err(ApiError::forbidden("you may end only your own sessions")),
+        Some(false) => Err(ApiError::not_found(format!("session {id}"))),
+        Some(true) => {
+            state
+                .audit
+                .record(
+                    &principal.username,
+                    request_id,
+                    vec![local::security_event(
+                        "session-revoked",
+                        "success",
+                        id.to_string(),
+                    )],
+                )
+                .await
+        }
     }
 }
 
@@ -666,23 +678,28 @@ async fn get_group_roles(
     rid: RequestId,
     Caller(principal): Caller,
 ) -> Response {
-    let result = async {
-        if !is_user_admin(&principal, Action::Read) {
-            return Err(ApiError::forbidden(
-                "only IT administrators see the directory mapping",
-            ));
-        }
-        let rows = state.store.run(directory::group_roles).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| GroupRoleRow {
-                group: r.group,
-                facility_id: r.facility_id,
-                role: accounts::role_name(r.role),
-            })
-            .collect::<Vec<_>>())
-    };
-    reply(&rid.0, result.await)
+    reply(&rid.0, group_mapping(&state, &principal).await)
+}
+
+/// The mapping as rows, for IT administrators.
+pub async fn group_mapping(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Vec<GroupRoleRow>, ApiError> {
+    if !is_user_admin(principal, Action::Read) {
+        return Err(ApiError::forbidden(
+            "only IT administrators see the directory mapping",
+        ));
+    }
+    let rows = state.store.run(directory::group_roles).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| GroupRoleRow {
+            group: r.group,
+            facility_id: r.facility_id,
+            role: accounts::role_name(r.role),
+        })
+        .collect())
 }
 
 /// Replaces the directory group → role table. People get the new roles at their next sign-in.
@@ -692,54 +709,66 @@ async fn put_group_roles(
     Caller(principal): Caller,
     Json(rows): Json<Vec<GroupRoleRow>>,
 ) -> Response {
-    let result = async {
-        let allowed = principal.facilities_with(Permission::new(Resource::User, Action::Write));
-        let mut mapping = Vec::new();
-        for row in &rows {
-            let role: Role = row
-                .role
-                .parse()
-                .map_err(|e: String| ApiError::bad_request("KX-REQ-001", e))?;
-            if role == Role::Administrator {
-                return Err(ApiError::bad_request(
-                    "KX-REQ-001",
-                    "the administrator role is for local break-glass accounts only",
-                ));
-            }
-            if !allowed.contains(&row.facility_id) {
-                return Err(ApiError::forbidden(
-                    "you may map groups only at facilities you administer",
-                ));
-            }
-            if row.group.trim().is_empty() {
-                return Err(ApiError::bad_request("KX-REQ-001", "a group name is empty"));
-            }
-            mapping.push(GroupRole {
-                group: row.group.trim().to_owned(),
-                facility_id: row.facility_id,
-                role,
-            });
+    reply(
+        &rid.0,
+        replace_group_mapping(&state, &principal, &rows, &rid.0)
+            .await
+            .map(|count| serde_json::json!({"rows": count})),
+    )
+}
+
+/// The rule behind changing the mapping, shared by the API and the portal.
+pub async fn replace_group_mapping(
+    state: &AppState,
+    principal: &Principal,
+    rows: &[GroupRoleRow],
+    request_id: &str,
+) -> Result<usize, ApiError> {
+    let allowed = principal.facilities_with(Permission::new(Resource::User, Action::Write));
+    let mut mapping = Vec::new();
+    for row in rows {
+        let role: Role = row
+            .role
+            .parse()
+            .map_err(|e: String| ApiError::bad_request("KX-REQ-001", e))?;
+        if role == Role::Administrator {
+            return Err(ApiError::bad_request(
+                "KX-REQ-001",
+                "the administrator role is for local break-glass accounts only",
+            ));
         }
-        let count = mapping.len();
-        state
-            .store
-            .run(move |conn| directory::replace_group_roles(conn, &mapping))
-            .await?;
-        state
-            .audit
-            .record(
-                &principal.username,
-                &rid.0,
-                vec![local::security_event(
-                    "group-mapping-changed",
-                    "success",
-                    format!("{count} rows"),
-                )],
-            )
-            .await?;
-        Ok(serde_json::json!({"rows": count}))
-    };
-    reply(&rid.0, result.await)
+        if !allowed.contains(&row.facility_id) {
+            return Err(ApiError::forbidden(
+                "you may map groups only at facilities you administer",
+            ));
+        }
+        if row.group.trim().is_empty() {
+            return Err(ApiError::bad_request("KX-REQ-001", "a group name is empty"));
+        }
+        mapping.push(GroupRole {
+            group: row.group.trim().to_owned(),
+            facility_id: row.facility_id,
+            role,
+        });
+    }
+    let count = mapping.len();
+    state
+        .store
+        .run(move |conn| directory::replace_group_roles(conn, &mapping))
+        .await?;
+    state
+        .audit
+        .record(
+            &principal.username,
+            request_id,
+            vec![local::security_event(
+                "group-mapping-changed",
+                "success",
+                format!("{count} rows"),
+            )],
+        )
+        .await?;
+    Ok(count)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
