@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/patients/{id}", get(pages::chart))
         .route("/patients/{id}/vitals", post(pages::record_vitals))
         .route("/patients/{id}/break-glass", post(pages::break_glass))
+        .route("/patients/{id}/clinical", post(pages::clinical))
         .route("/review", get(pages::review_queue))
         .route("/review/{id}", post(pages::review))
         .route("/admin", get(admin::page_admin))

@@ -606,6 +606,15 @@ fn chart_body(
         .map(|v| (v.range.low, v.range.high))
         .unwrap_or((None, None));
     let encounters: Vec<&Stored> = of("Encounter").collect();
+    let open: Vec<&Stored> = encounters
+        .iter()
+        .copied()
+        .filter(|e| {
+            e.content["status"]
+                .as_str()
+                .is_some_and(|s| kiorex_domain::identity::OPEN_ENCOUNTER_STATUSES.contains(&s))
+        })
+        .collect();
     html! {
         (patient_header(patient, &allergies))
         @if let Some(until) = glass_until {
@@ -648,6 +657,7 @@ fn chart_body(
                 }
             }
         }
+        (clinical_forms(live, patient.id, &open))
         section.panel {
             h2 { "Encounters" }
             @if encounters.is_empty() { p.muted { "No encounters" } }
@@ -980,5 +990,201 @@ mod tests {
             vec![("identifier".to_owned(), "100042".to_owned())]
         );
         assert_eq!(search_pairs("ada love").len(), 2);
+    }
+}
+
+// ---------- encounters, diagnoses, allergies ----------
+
+#[derive(Debug, Deserialize)]
+pub struct ClinicalForm {
+    csrf_token: String,
+    /// open-encounter | close-encounter | diagnosis | allergy
+    what: String,
+    #[serde(default)]
+    class: String,
+    #[serde(default)]
+    encounter: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    criticality: String,
+}
+
+fn encounter_json(
+    patient: Uuid,
+    class: &str,
+    practitioner: Option<Uuid>,
+) -> Result<Value, ApiError> {
+    let (code, display) = match class {
+        "AMB" => ("AMB", "ambulatory"),
+        "IMP" => ("IMP", "inpatient encounter"),
+        "EMER" => ("EMER", "emergency"),
+        _ => {
+            return Err(ApiError::bad_request(
+                "KX-REQ-001",
+                "choose outpatient, inpatient or emergency",
+            ));
+        }
+    };
+    let mut encounter = json!({"resourceType": "Encounter", "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": code, "display": display},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "period": {"start": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}});
+    if let Some(p) = practitioner {
+        encounter["participant"] =
+            json!([{"individual": {"reference": format!("Practitioner/{p}")}}]);
+    }
+    Ok(encounter)
+}
+
+/// Opens or closes an encounter, or records a diagnosis or an allergy, through the records
+/// service (permissions, care relationship, audit).
+pub async fn clinical(
+    State(state): State<AppState>,
+    rid: RequestId,
+    Staff(live): Staff,
+    Path(id): Path<Uuid>,
+    Form(form): Form<ClinicalForm>,
+) -> Response {
+    if !csrf_ok(&live, &form.csrf_token) {
+        return csrf_refused(&state, &live, &rid);
+    }
+    let ctx = ctx(&state, &live, &rid);
+    let result = async {
+        match form.what.as_str() {
+            "open-encounter" => {
+                let user = live.principal.user_id;
+                let practitioner = state
+                    .store
+                    .run(move |conn| kiorex_store::directory::practitioner_of(conn, user))
+                    .await?;
+                let parsed = kiorex_fhir::parse::parse_value(
+                    ResourceKind::Encounter,
+                    encounter_json(id, &form.class, practitioner)?,
+                )
+                .map_err(ApiError::invalid)?;
+                records::create(&state, &ctx, parsed, None)
+                    .await
+                    .map(|_| ())
+            }
+            "close-encounter" => {
+                let encounter_id = Uuid::parse_str(&form.encounter)
+                    .map_err(|_| ApiError::not_found("That encounter"))?;
+                let current =
+                    records::read(&state, &ctx, ResourceKind::Encounter, encounter_id).await?;
+                let mut content = current.content.clone();
+                content["status"] = json!("finished");
+                content["period"]["end"] =
+                    json!(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                let parsed = kiorex_fhir::parse::parse_value(ResourceKind::Encounter, content)
+                    .map_err(ApiError::invalid)?;
+                records::update(&state, &ctx, encounter_id, parsed, Some(current.version_id))
+                    .await
+                    .map(|_| ())
+            }
+            "diagnosis" => {
+                let code = form.code.trim().to_uppercase();
+                let condition = json!({"resourceType": "Condition",
+                    "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                    "code": {"coding": [{"system": kiorex_fhir::extract::ICD10CM, "code": code, "display": form.text.trim()}], "text": form.text.trim()},
+                    "subject": {"reference": format!("Patient/{id}")}});
+                let parsed = kiorex_fhir::parse::parse_value(ResourceKind::Condition, condition)
+                    .map_err(ApiError::invalid)?;
+                records::create(&state, &ctx, parsed, None)
+                    .await
+                    .map(|_| ())
+            }
+            "allergy" => {
+                if form.text.trim().is_empty() {
+                    return Err(ApiError::bad_request(
+                        "KX-REQ-001",
+                        "say what the patient is allergic to",
+                    ));
+                }
+                let criticality = match form.criticality.as_str() {
+                    "high" | "low" | "unable-to-assess" => form.criticality.clone(),
+                    _ => "unable-to-assess".to_owned(),
+                };
+                let allergy = json!({"resourceType": "AllergyIntolerance",
+                    "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+                    "criticality": criticality, "code": {"text": form.text.trim()},
+                    "patient": {"reference": format!("Patient/{id}")}});
+                let parsed =
+                    kiorex_fhir::parse::parse_value(ResourceKind::AllergyIntolerance, allergy)
+                        .map_err(ApiError::invalid)?;
+                records::create(&state, &ctx, parsed, None)
+                    .await
+                    .map(|_| ())
+            }
+            _ => Err(ApiError::bad_request("KX-REQ-001", "unknown action")),
+        }
+    };
+    match result.await {
+        Ok(()) => Redirect::to(&format!("/patients/{id}")).into_response(),
+        Err(e) => (
+            e.status,
+            html_page(page(
+                "Patient",
+                Some(&live),
+                idle(&state),
+                html! {
+                    (error_banner(&e, &rid.0))
+                    p { a href={ "/patients/" (id) } { "Back to the chart" } }
+                },
+            )),
+        )
+            .into_response(),
+    }
+}
+
+fn clinical_forms(live: &Live, patient: Uuid, open: &[&Stored]) -> Markup {
+    let csrf = &live.session.csrf_token;
+    let action = format!("/patients/{patient}/clinical");
+    html! {
+        div.grid {
+            form.panel method="post" action=(action) {
+                h2 { "Open an encounter" }
+                input type="hidden" name="csrf_token" value=(csrf);
+                input type="hidden" name="what" value="open-encounter";
+                label for="class" { "Kind" }
+                select #class name="class" { option value="AMB" { "Outpatient" } option value="IMP" { "Inpatient" } option value="EMER" { "Emergency" } }
+                p { button type="submit" { "Open" } }
+                @for e in open {
+                    p { (text(&e.content["class"]["display"])) " since " (text(&e.content["period"]["start"])) }
+                }
+            }
+            @if let Some(current) = open.first() {
+                form.panel method="post" action=(action) {
+                    h2 { "Close the encounter" }
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    input type="hidden" name="what" value="close-encounter";
+                    input type="hidden" name="encounter" value=(current.id);
+                    p { (text(&current.content["class"]["display"])) " since " (text(&current.content["period"]["start"])) }
+                    p { button.secondary type="submit" { "Close" } }
+                }
+            }
+            form.panel method="post" action=(action) {
+                h2 { "Add a diagnosis" }
+                input type="hidden" name="csrf_token" value=(csrf);
+                input type="hidden" name="what" value="diagnosis";
+                label for="dx-code" { "ICD-10-CM code" }
+                input #dx-code name="code" required placeholder="E11.9";
+                label for="dx-text" { "Description" }
+                input #dx-text name="text" required;
+                p { button type="submit" { "Add diagnosis" } }
+            }
+            form.panel method="post" action=(action) {
+                h2 { "Add an allergy" }
+                input type="hidden" name="csrf_token" value=(csrf);
+                input type="hidden" name="what" value="allergy";
+                label for="allergy-text" { "Substance" }
+                input #allergy-text name="text" required;
+                label for="criticality" { "Criticality" }
+                select #criticality name="criticality" { option value="high" { "High" } option value="low" { "Low" } option value="unable-to-assess" { "Unknown" } }
+                p { button type="submit" { "Add allergy" } }
+            }
+        }
     }
 }

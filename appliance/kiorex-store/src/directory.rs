@@ -273,3 +273,13 @@ pub fn role_grants(conn: &mut PgConnection, user_id: Uuid) -> StoreResult<Vec<(U
         .select((role_grant::facility_id, role_grant::role))
         .load(conn)?)
 }
+
+/// The Practitioner record an account acts as, if linked.
+pub fn practitioner_of(conn: &mut PgConnection, user_id: Uuid) -> StoreResult<Option<Uuid>> {
+    Ok(user_account::table
+        .find(user_id)
+        .select(user_account::practitioner_id)
+        .first::<Option<Uuid>>(conn)
+        .optional()?
+        .flatten())
+}

@@ -134,6 +134,29 @@ async fn a_day_at_the_front_desk_the_ward_and_the_privacy_office() {
     let chart = browser.wait_for_text("High").await;
     assert!(chart.contains("132"), "{chart}");
     browser.screenshot("chart").await;
+
+    // Allergies show in red in the header; encounters open and close; a nurse may not diagnose,
+    // and is told so in words.
+    browser.fill("#allergy-text", "Penicillin").await;
+    browser.click("form input[value=allergy] ~ p button").await;
+    let chart = browser.wait_for_text("Allergies: Penicillin").await;
+    assert!(chart.contains("Penicillin"));
+    browser
+        .click("form input[value=open-encounter] ~ p button")
+        .await;
+    browser.wait_for_text("Close the encounter").await;
+    browser
+        .click("form input[value=close-encounter] ~ p button")
+        .await;
+    let closed = browser.wait_for_text("finished").await;
+    assert!(!closed.contains("Close the encounter"), "{closed}");
+    browser.fill("#dx-code", "I10").await;
+    browser.fill("#dx-text", "Essential hypertension").await;
+    browser
+        .click("form input[value=diagnosis] ~ p button")
+        .await;
+    let refused = browser.wait_for_text("Back to the chart").await;
+    assert!(refused.contains("may not write Condition"), "{refused}");
     sign_out(&browser).await;
 
     // The privacy officer sees the event with its reason and approves it.
