@@ -127,6 +127,9 @@ pub struct FrontDeskArgs {
     /// Seed choosing the sampled patients and typos
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// About how many patients the server holds (patients are sampled at offsets below it)
+    #[arg(long, default_value_t = 100_000)]
+    pub population: u64,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }

@@ -27,7 +27,13 @@ pub async fn run(args: FrontDeskArgs) -> Result<()> {
     let api = Api::new(&args.server, 2)?;
     api.login().await?;
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let people = sample(&api, args.queries.div_ceil(SHAPES.len()), &mut rng).await?;
+    let people = sample(
+        &api,
+        args.queries.div_ceil(SHAPES.len()),
+        args.population,
+        &mut rng,
+    )
+    .await?;
     let mut latency: Vec<Histogram<u64>> = SHAPES
         .iter()
         .map(|_| Histogram::new(3).expect("histogram"))
@@ -95,15 +101,13 @@ pub async fn run(args: FrontDeskArgs) -> Result<()> {
 }
 
 /// Patients read at random offsets through FHIR search.
-async fn sample(api: &Api, wanted: usize, rng: &mut StdRng) -> Result<Vec<Person>> {
-    let first = api
-        .fetch_json(
-            &Call::get("/fhir/Patient")
-                .query("_count", "1")
-                .query("_total", "accurate"),
-        )
-        .await?;
-    let total = first["total"].as_u64().unwrap_or(1000).max(1);
+async fn sample(
+    api: &Api,
+    wanted: usize,
+    population: u64,
+    rng: &mut StdRng,
+) -> Result<Vec<Person>> {
+    let mut total = population.max(1);
     let mut people = Vec::new();
     while people.len() < wanted {
         let offset = rng.gen_range(0..total.saturating_sub(20).max(1));
@@ -114,6 +118,12 @@ async fn sample(api: &Api, wanted: usize, rng: &mut StdRng) -> Result<Vec<Person
                     .query("_offset", offset.to_string()),
             )
             .await?;
+        if page["entry"].as_array().is_none_or(Vec::is_empty) {
+            // Fewer patients than --population: sample from the first part only.
+            anyhow::ensure!(total > 20, "the server has no patients to search for");
+            total = offset.max(20);
+            continue;
+        }
         for entry in page["entry"].as_array().into_iter().flatten() {
             let p = &entry["resource"];
             let (Some(id), Some(family), Some(given), Some(born)) = (
