@@ -30,10 +30,10 @@ use uuid::Uuid;
 /// Seconds a client should wait before retrying when the scanner or the object store is down.
 pub const RETRY_AFTER_SECONDS: u32 = 30;
 
-/// May this caller act (`Read` or `Write`) on this patient's documents?
+/// May this caller act (`Read` or `Write`) on this patient's documents, as far as roles go?
 ///
-/// The one place the decision is made for documents. Today it is the caller's patient
-/// permission at the patient's facility; care-relationship checks plug in here.
+/// The caller's patient permission at the patient's facility; [`patient_for`] adds the
+/// care-relationship rule (documents are clinical records).
 pub fn may_act_on_patient(ctx: &Ctx, patient: &Stored, action: Action) -> bool {
     ctx.principal.may(
         Permission::new(Resource::Patient, action),
@@ -175,6 +175,22 @@ pub async fn patient_for(
         return Err(ApiError::forbidden(
             "you may not see or change this patient's documents",
         ));
+    }
+    if let Err(refusal) = crate::records::ensure_clinical_access(state, ctx, &patient, action).await
+    {
+        let event = document_event(
+            audit_action,
+            "denied",
+            patient.facility_id,
+            patient.id,
+            None,
+            "no care relationship".into(),
+        );
+        state
+            .audit
+            .by(&ctx.principal, &ctx.request_id, vec![event])
+            .await?;
+        return Err(refusal);
     }
     if patient.deleted {
         return Err(ApiError::gone(format!("Patient/{patient_id}")));

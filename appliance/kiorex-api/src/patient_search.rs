@@ -188,6 +188,14 @@ async fn search_documents(
             .find_documents(&params.q, params.patient, &facilities, limit)
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        // Documents are clinical: a treating role sees only its patients' (care relationship).
+        let ctx = crate::records::Ctx::new(&state, principal.clone(), &rid.0);
+        let pairs = hits.iter().map(|h| (h.patient_id, h.facility_id)).collect();
+        let open = crate::records::patients_open_to(&state, &ctx, pairs).await?;
+        let hits: Vec<_> = hits
+            .into_iter()
+            .filter(|h| open.contains(&h.patient_id))
+            .collect();
         let events = hits
             .iter()
             .map(|h| Event {

@@ -180,6 +180,52 @@ fn ensure_care(
     Err(break_glass_required(patient))
 }
 
+/// For clinical records kept outside the FHIR resources (documents): refuses a treating role
+/// without a care relationship with `patient`, exactly as for an observation.
+pub async fn ensure_clinical_access(
+    state: &AppState,
+    ctx: &Ctx,
+    patient: &Stored,
+    action: Action,
+) -> Result<(), ApiError> {
+    let (c, facility, id) = (ctx.clone(), patient.facility_id, patient.id);
+    state
+        .store
+        .transaction_with(move |conn| {
+            ensure_care(
+                conn,
+                &c,
+                ResourceKind::Observation,
+                action,
+                facility,
+                Some(id),
+            )
+        })
+        .await
+}
+
+/// Of `(patient, facility)` pairs, the patients whose clinical records the caller may see now
+/// (all of them for roles that need no care relationship).
+pub async fn patients_open_to(
+    state: &AppState,
+    ctx: &Ctx,
+    patients: Vec<(Uuid, Uuid)>,
+) -> Result<HashSet<Uuid>, ApiError> {
+    let c = ctx.clone();
+    state
+        .store
+        .transaction_with(move |conn| {
+            let (guarded, open): (Vec<_>, Vec<_>) = patients
+                .into_iter()
+                .partition(|(_, f)| c.needs_care(ResourceKind::Observation, Action::Read, *f));
+            let ids: Vec<Uuid> = guarded.iter().map(|(p, _)| *p).collect();
+            let mut allowed = in_care(conn, &c, &ids)?;
+            allowed.extend(open.into_iter().map(|(p, _)| p));
+            Ok::<_, ApiError>(allowed)
+        })
+        .await
+}
+
 /// 403 with the code the portal turns into "break the glass?".
 pub fn break_glass_required(patient: Uuid) -> ApiError {
     ApiError::new(

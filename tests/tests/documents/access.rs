@@ -48,7 +48,17 @@ async fn a_user_without_access_to_the_patient_can_neither_list_read_nor_write_do
         "SELECT count(*) AS n FROM audit_log WHERE patient_id = '{patient}' AND outcome = 'denied' AND actor IN ('doctor.b', 'auditor.a')"
     ));
     assert_eq!(denied, 10, "every refused attempt is audited");
-    // A nurse of the patient's facility may read but not change.
+    // A nurse of the patient's facility: not without a care relationship (documents are
+    // clinical records); then she may read but not change.
+    let outside = app
+        .get(
+            User::NurseA,
+            &format!("/api/v1/patients/{patient}/documents"),
+        )
+        .await;
+    assert_eq!(outside.status, StatusCode::FORBIDDEN);
+    assert_eq!(code(&outside.body), "KX-ACC-002");
+    app.care_for(User::NurseA, &patient);
     let nurse = app
         .get(
             User::NurseA,

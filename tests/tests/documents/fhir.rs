@@ -8,6 +8,7 @@ use serde_json::json;
 async fn a_document_reference_with_an_inline_attachment_is_stored_and_its_binary_streams() {
     let (app, _) = documents_on(DocumentSite::default()).await;
     let patient = app.patient("Fhir", "Felix", "1982-12-03").await;
+    app.care_for(User::NurseA, &patient);
     let report = pdf("Radiology report: no fracture");
     let posted = json!({
         "resourceType": "DocumentReference",

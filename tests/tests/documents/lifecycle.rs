@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 async fn an_upload_is_scanned_stored_and_downloaded_whole_and_by_range() {
     let (app, objects) = documents_on(DocumentSite::default()).await;
     let patient = app.patient("Okafor", "Ngozi", "1980-03-12").await;
+    app.care_for(User::NurseA, &patient);
     let letter = pdf("Discharge letter: appendicectomy, recovery uneventful");
     let created = upload(
         &app,
@@ -137,6 +138,7 @@ async fn a_large_upload_goes_up_in_parts_and_ranges_cross_them() {
 async fn new_versions_keep_old_ones_lists_filter_and_deletes_are_soft() {
     let (app, _) = documents_on(DocumentSite::default()).await;
     let patient = app.patient("Moreau", "Jules", "1990-01-20").await;
+    app.care_for(User::NurseA, &patient);
     let consent = upload(
         &app,
         User::FrontDeskA,
@@ -375,6 +377,15 @@ async fn extracted_text_is_searchable_by_those_who_may_see_the_patient() {
     )
     .await;
     assert_eq!(note.status, StatusCode::CREATED);
+    let not_hers = app
+        .get(User::NurseA, "/api/v1/search/documents?q=cholecystectomy")
+        .await;
+    assert!(
+        not_hers.body.as_array().unwrap().is_empty(),
+        "no hits outside the nurse's care: {}",
+        not_hers.body
+    );
+    app.care_for(User::NurseA, &patient);
     let found = app
         .get(
             User::NurseA,
