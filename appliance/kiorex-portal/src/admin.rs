@@ -1,6 +1,7 @@
 //! Pages for IT administrators (directory mapping, people's sessions) and auditors (the log).
 //! Each calls the same rule as the API, so the portal cannot do what the API would refuse.
 
+use crate::pages::csrf_ok;
 use crate::{Staff, error_banner, page};
 use axum::extract::{Form, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -11,7 +12,7 @@ use kiorex_api::error::ApiError;
 use kiorex_api::identity::routes::{
     GroupRoleRow, end_session, group_mapping, replace_group_mapping, sessions_of,
 };
-use kiorex_api::identity::session::{Live, constant_time_eq};
+use kiorex_api::identity::session::Live;
 use maud::{Markup, html};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -27,10 +28,6 @@ fn refused(state: &AppState, live: &Live, rid: &RequestId, e: &ApiError) -> Resp
         show(state, live, "Not allowed", error_banner(e, &rid.0)),
     )
         .into_response()
-}
-
-fn csrf_ok(live: &Live, sent: &str) -> bool {
-    constant_time_eq(sent.as_bytes(), live.session.csrf_token.as_bytes())
 }
 
 fn stale_form() -> ApiError {

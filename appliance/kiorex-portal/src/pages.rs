@@ -37,7 +37,7 @@ fn html_page(markup: Markup) -> Response {
 }
 
 /// Forms carry the session's CSRF token; a form from elsewhere is refused.
-fn csrf_ok(live: &Live, sent: &str) -> bool {
+pub(crate) fn csrf_ok(live: &Live, sent: &str) -> bool {
     constant_time_eq(sent.as_bytes(), live.session.csrf_token.as_bytes())
 }
 

@@ -217,3 +217,26 @@ fn slapd_binary() -> &'static str {
         "slapd"
     }
 }
+
+impl Slapd {
+    /// Kiorex's directory settings for this slapd, OpenLDAP style (uid, memberOf, LDAPS).
+    pub fn settings(&self) -> kiorex_api::identity::ldap::LdapSettings {
+        kiorex_api::identity::ldap::LdapSettings {
+            url: self.ldaps_url.clone(),
+            start_tls: false,
+            allow_insecure: false,
+            ca_pem: Some(self.ca_pem.clone()),
+            bind_dn: SERVICE_DN.into(),
+            bind_password: SERVICE_PASSWORD.into(),
+            user_base: format!("ou=Staff,{BASE}"),
+            user_filter: "(uid={username})".into(),
+            username_attribute: "uid".into(),
+            display_name_attribute: "cn".into(),
+            email_attribute: "mail".into(),
+            groups: kiorex_api::identity::ldap::GroupSource::MemberOf,
+            active_directory: false,
+            disabled_attribute: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}

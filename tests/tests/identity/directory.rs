@@ -4,29 +4,12 @@
 use crate::support::{audit_count, login, map_groups, sign_in};
 use kiorex_api::identity::IdentitySettings;
 use kiorex_api::identity::ldap::{DirectoryError, GroupSource, LdapSettings, authenticate};
-use kiorex_testkit::ldap::{BASE, PASSWORD, SERVICE_DN, SERVICE_PASSWORD, Slapd};
+use kiorex_testkit::ldap::{BASE, PASSWORD, Slapd};
 use kiorex_testkit::{STAFF_PASSWORD, TestApp};
 use reqwest::StatusCode;
-use std::time::Duration;
 
 fn openldap(slapd: &Slapd) -> LdapSettings {
-    LdapSettings {
-        url: slapd.ldaps_url.clone(),
-        start_tls: false,
-        allow_insecure: false,
-        ca_pem: Some(slapd.ca_pem.clone()),
-        bind_dn: SERVICE_DN.into(),
-        bind_password: SERVICE_PASSWORD.into(),
-        user_base: format!("ou=Staff,{BASE}"),
-        user_filter: "(uid={username})".into(),
-        username_attribute: "uid".into(),
-        display_name_attribute: "cn".into(),
-        email_attribute: "mail".into(),
-        groups: GroupSource::MemberOf,
-        active_directory: false,
-        disabled_attribute: None,
-        timeout: Duration::from_secs(5),
-    }
+    slapd.settings()
 }
 
 fn active_directory(slapd: &Slapd) -> LdapSettings {

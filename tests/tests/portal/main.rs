@@ -4,31 +4,14 @@
 //! pages are saved under `target/portal-screenshots/`.
 
 use kiorex_api::identity::IdentitySettings;
-use kiorex_api::identity::ldap::{GroupSource, LdapSettings};
 use kiorex_testkit::browser::Browser;
-use kiorex_testkit::ldap::{BASE, PASSWORD, SERVICE_DN, SERVICE_PASSWORD, Slapd};
+use kiorex_testkit::ldap::{PASSWORD, Slapd};
 use kiorex_testkit::{STAFF_PASSWORD, TestApp, User};
 use serde_json::json;
 use std::time::Duration;
 
 async fn directory_app(slapd: &Slapd) -> TestApp {
-    let ldap = LdapSettings {
-        url: slapd.ldaps_url.clone(),
-        start_tls: false,
-        allow_insecure: false,
-        ca_pem: Some(slapd.ca_pem.clone()),
-        bind_dn: SERVICE_DN.into(),
-        bind_password: SERVICE_PASSWORD.into(),
-        user_base: format!("ou=Staff,{BASE}"),
-        user_filter: "(uid={username})".into(),
-        username_attribute: "uid".into(),
-        display_name_attribute: "cn".into(),
-        email_attribute: "mail".into(),
-        groups: GroupSource::MemberOf,
-        active_directory: false,
-        disabled_attribute: None,
-        timeout: Duration::from_secs(5),
-    };
+    let ldap = slapd.settings();
     let app = TestApp::spawn_with(IdentitySettings {
         ldap: Some(ldap),
         ..IdentitySettings::default()

@@ -28,6 +28,13 @@ impl Appliance<'_> {
             self.data.to_str().unwrap(),
             "--port",
             &self.port,
+            // Free ports for the edge too: other tests run appliances at the same time.
+            "--edge-port",
+            &kiorex_testkit::free_port().to_string(),
+            "--internal-port",
+            &kiorex_testkit::free_port().to_string(),
+            "--edge-admin-port",
+            &kiorex_testkit::free_port().to_string(),
             "--output",
             "json",
         ]);
