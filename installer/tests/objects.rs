@@ -2,7 +2,7 @@
 //! (mon, memstore OSD, RGW) and a core that stores documents there: back up, lose the bucket's
 //! objects, restore, and read the documents through the core again; a damaged backup is refused.
 
-use kiorex_objects::Shelf;
+use kiorex_objects::{ObjectStore, S3Settings, Shelf};
 use kiorex_testkit::{ACCESS_KEY, DocumentSite, SECRET_KEY, TestApp, User, documents_on};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
@@ -144,6 +144,36 @@ async fn documents_lost_from_the_bucket_come_back_byte_identical_and_a_damaged_b
         let (status, body) = content(&app, id).await;
         assert_eq!(status, StatusCode::OK);
         assert!(body == *letter, "document {id} differs after the restore");
+    }
+
+    // A new bucket (a restore drill, a rebuilt gateway) is created and gets the same bytes.
+    let fresh = format!("{bucket}-drill");
+    let into_fresh: Vec<&str> = restore
+        .iter()
+        .map(|a| if *a == bucket { fresh.as_str() } else { a })
+        .collect();
+    assert_eq!(objects_json(&kiorexctl(&into_fresh))["copied"], 3);
+    let drill = ObjectStore::new(&S3Settings {
+        bucket: fresh.clone(),
+        ..kiorex_testkit::s3_settings(&endpoint)
+    })
+    .unwrap();
+    let listed = objects.store.list(Shelf::Documents, "").await.unwrap();
+    assert_eq!(drill.list(Shelf::Documents, "").await.unwrap().len(), 3);
+    for object in &listed {
+        assert_eq!(
+            drill
+                .get_stored(Shelf::Documents, &object.key)
+                .await
+                .unwrap(),
+            objects
+                .store
+                .get_stored(Shelf::Documents, &object.key)
+                .await
+                .unwrap(),
+            "{} differs in the new bucket",
+            object.key
+        );
     }
 
     let damaged = a_saved_object(target.path());
