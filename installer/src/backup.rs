@@ -65,6 +65,23 @@ impl Parts {
     }
 }
 
+/// The objects settings, completed from the site config. A site config that cannot be read
+/// stops an objects-only run, but not the database backup of a full one (a warning instead).
+fn objects_settings(
+    parts: Parts,
+    objects: &crate::objects_backup::ObjectsArgs,
+    site_dir: Option<&Path>,
+) -> Result<crate::objects_backup::ObjectsArgs> {
+    match parts {
+        Parts::Database => Ok(objects.clone()),
+        Parts::Objects => objects.with_site(site_dir),
+        Parts::All => Ok(objects.with_site(site_dir).unwrap_or_else(|e| {
+            eprintln!("warning: document objects settings not read from the site config: {e:#}");
+            objects.clone()
+        })),
+    }
+}
+
 /// The objects endpoint when the objects are part of this run; an error when only the objects
 /// were asked for and no endpoint was given.
 fn objects_endpoint(
@@ -76,7 +93,7 @@ fn objects_endpoint(
         (Parts::Objects, None) => Err(fail(
             "KX-CTL-056",
             exit::FAILED,
-            "--parts objects needs --objects-endpoint (or KIOREX_OBJECTS__ENDPOINT)",
+            "--parts objects needs --objects-endpoint (or KIOREX_OBJECTS__ENDPOINT, or a site config with [ceph])",
         )),
         (_, endpoint) => Ok(endpoint.clone()),
     }
@@ -117,15 +134,15 @@ fn wal_dir(target: &Path) -> PathBuf {
 }
 
 pub fn backup(args: BackupArgs) -> Result<()> {
-    let endpoint = objects_endpoint(args.parts, &args.objects)?;
+    let objects = objects_settings(args.parts, &args.objects, args.site_dir.as_deref())?;
+    let endpoint = objects_endpoint(args.parts, &objects)?;
     let mut report = serde_json::Map::new();
     if args.parts.database() {
         report = backup_database(&args)?;
     }
     if let Some(endpoint) = endpoint {
         std::fs::create_dir_all(&args.target)?;
-        let counts =
-            crate::objects_backup::backup(&args.objects, &endpoint, &args.target, args.output)?;
+        let counts = crate::objects_backup::backup(&objects, &endpoint, &args.target, args.output)?;
         report_objects("backed up", &counts, args.output, &mut report)?;
     }
     if args.output == Output::Json {
@@ -428,13 +445,24 @@ pub fn wal_to_prune(names: &[String], keep_from: &str) -> Vec<String> {
 }
 
 pub fn restore(args: RestoreArgs) -> Result<()> {
-    let endpoint = objects_endpoint(args.parts, &args.objects)?;
+    let objects = objects_settings(args.parts, &args.objects, args.site_dir.as_deref())?;
+    let mut endpoint = objects_endpoint(args.parts, &objects)?;
+    // A full restore of a backup taken without the objects restores the rest and says so.
+    if args.parts == Parts::All
+        && endpoint.is_some()
+        && !args.from.join("objects/manifest.json").exists()
+    {
+        eprintln!(
+            "warning: {} holds no document objects; restoring the database only",
+            args.from.display()
+        );
+        endpoint = None;
+    }
     // The objects go back first: a damaged object stops the restore before the database is
     // touched, and the restored core then finds every document its rows name.
     let mut report = serde_json::Map::new();
     if let Some(endpoint) = endpoint {
-        let counts =
-            crate::objects_backup::restore(&args.objects, &endpoint, &args.from, args.output)?;
+        let counts = crate::objects_backup::restore(&objects, &endpoint, &args.from, args.output)?;
         report_objects("restored", &counts, args.output, &mut report)?;
     }
     if args.parts.database() {

@@ -36,18 +36,16 @@ use tokio::io::AsyncWriteExt;
 /// same environment variables, so that the core's environment file can be reused.
 #[derive(clap::Args, Clone)]
 pub struct ObjectsArgs {
-    /// S3 endpoint of the Ceph RADOS gateway, e.g. https://rgw.data.hospital.local:7480.
-    /// Without it the document objects are not backed up or restored.
+    /// S3 endpoint of the Ceph RADOS gateway, e.g. https://rgw.data.hospital.local:7480
+    /// (default: ceph.endpoint of the site config given with --site-dir). Without one the
+    /// document objects are not backed up or restored.
     #[arg(long, env = "KIOREX_OBJECTS__ENDPOINT")]
     pub objects_endpoint: Option<String>,
-    /// The documents bucket (objects.bucket in the core's config). A restore puts the objects
-    /// into this bucket, which may be the old one or a new, empty one (created if missing).
-    #[arg(
-        long,
-        env = "KIOREX_OBJECTS__BUCKET",
-        default_value = "kiorex-documents"
-    )]
-    pub objects_bucket: String,
+    /// The documents bucket (objects.bucket in the core's config; default: ceph.documents_bucket
+    /// of the site config given with --site-dir, else kiorex-documents). A restore puts the
+    /// objects into this bucket, which may be the old one or a new, empty one (created if missing).
+    #[arg(long, env = "KIOREX_OBJECTS__BUCKET")]
+    pub objects_bucket: Option<String>,
     /// S3 region name (the RGW zonegroup).
     #[arg(long, env = "KIOREX_OBJECTS__REGION", default_value = "default")]
     pub objects_region: String,
@@ -71,6 +69,26 @@ impl ObjectsArgs {
             // SAFETY: called from main before the runtime or any other thread exists.
             unsafe { std::env::set_var("SSL_CERT_FILE", bundle) };
         }
+    }
+
+    fn bucket_name(&self) -> &str {
+        self.objects_bucket.as_deref().unwrap_or("kiorex-documents")
+    }
+
+    /// Fills the endpoint and bucket that were not given from the site config's `[ceph]`
+    /// section, when the site directory has one: flags and environment come first.
+    pub fn with_site(&self, site_dir: Option<&Path>) -> Result<ObjectsArgs> {
+        let mut args = self.clone();
+        let config = site_dir.map(|d| d.join(crate::site::FILE_NAME));
+        let site = match config.filter(|c| c.exists()) {
+            Some(config) => Some(crate::site::SiteConfig::load(&config)?),
+            None => None,
+        };
+        if let Some(ceph) = site.and_then(|s| s.ceph) {
+            args.objects_endpoint.get_or_insert(ceph.endpoint);
+            args.objects_bucket.get_or_insert(ceph.documents_bucket);
+        }
+        Ok(args)
     }
 
     fn bucket(&self, endpoint: &str) -> Result<Box<Bucket>> {
@@ -97,7 +115,7 @@ impl ObjectsArgs {
             region: self.objects_region.clone(),
             endpoint: endpoint.trim_end_matches('/').to_owned(),
         };
-        Ok(Bucket::new(&self.objects_bucket, region, credentials)?.with_path_style())
+        Ok(Bucket::new(self.bucket_name(), region, credentials)?.with_path_style())
     }
 }
 
@@ -179,7 +197,7 @@ fn unreachable(bucket: &str, e: impl std::fmt::Display) -> anyhow::Error {
 /// Copies every current object of the bucket into `<target>/objects`; returns the counts.
 pub fn backup(args: &ObjectsArgs, endpoint: &str, target: &Path, output: Output) -> Result<Counts> {
     let bucket = args.bucket(endpoint)?;
-    let name = args.objects_bucket.clone();
+    let name = args.bucket_name().to_owned();
     runtime()?.block_on(async {
         let listed: Vec<s3::serde_types::Object> = bucket
             .list(String::new(), None)
@@ -350,7 +368,7 @@ pub fn restore(args: &ObjectsArgs, endpoint: &str, from: &Path, output: Output) 
     })?;
     verify(from, &manifest)?;
     let bucket = args.bucket(endpoint)?;
-    let name = args.objects_bucket.clone();
+    let name = args.bucket_name().to_owned();
     runtime()?.block_on(async {
         create_if_missing(&bucket)
             .await

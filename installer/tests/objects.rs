@@ -121,7 +121,39 @@ async fn documents_lost_from_the_bucket_come_back_byte_identical_and_a_damaged_b
             .any(|l| saved.windows(24).any(|w| w == &l[..24])),
         "a saved object holds plaintext"
     );
-    let again = objects_json(&kiorexctl(&backup));
+    // The second run finds the gateway in the site config instead of a flag.
+    let site = target.path().join("site");
+    let site_s = site.to_str().unwrap();
+    let init = kiorexctl(&[
+        "init",
+        "--dir",
+        site_s,
+        "--non-interactive",
+        "--site-name",
+        "north",
+        "--facility",
+        "NRT=North",
+        "--lan-portal",
+        "kiorex.north.lan",
+        "--dmz-portal",
+        "patients.north.org",
+        "--ceph-endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(init.status, 0, "{}", init.stderr);
+    let again = objects_json(&kiorexctl(&[
+        "backup",
+        "--target",
+        target_s,
+        "--parts",
+        "objects",
+        "--site-dir",
+        site_s,
+        "--objects-bucket",
+        &bucket,
+        "--output",
+        "json",
+    ]));
     assert_eq!(
         (again["copied"].as_u64(), again["unchanged"].as_u64()),
         (Some(0), Some(3)),
