@@ -37,9 +37,66 @@ pub struct BackupArgs {
     /// the oldest kept base backup goes with them).
     #[arg(long, default_value_t = 30)]
     retention_days: u32,
+    /// The document objects too (with --objects-endpoint), or only them (objects), or only the
+    /// database, secrets and config (database).
+    #[arg(long, value_enum, default_value = "all")]
+    parts: Parts,
+    #[command(flatten)]
+    pub objects: crate::objects_backup::ObjectsArgs,
     /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
+}
+
+/// Which parts of Kiorex a backup or restore covers.
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq, Eq, Debug)]
+pub enum Parts {
+    /// The database, secrets and config, and the document objects when --objects-endpoint is set.
+    All,
+    /// The database (with WAL), secrets, site config and PKI.
+    Database,
+    /// The document objects only (needs --objects-endpoint).
+    Objects,
+}
+
+impl Parts {
+    fn database(self) -> bool {
+        self != Parts::Objects
+    }
+}
+
+/// The objects settings, completed from the site config. A site config that cannot be read
+/// stops an objects-only run, but not the database backup of a full one (a warning instead).
+fn objects_settings(
+    parts: Parts,
+    objects: &crate::objects_backup::ObjectsArgs,
+    site_dir: Option<&Path>,
+) -> Result<crate::objects_backup::ObjectsArgs> {
+    match parts {
+        Parts::Database => Ok(objects.clone()),
+        Parts::Objects => objects.with_site(site_dir),
+        Parts::All => Ok(objects.with_site(site_dir).unwrap_or_else(|e| {
+            eprintln!("warning: document objects settings not read from the site config: {e:#}");
+            objects.clone()
+        })),
+    }
+}
+
+/// The objects endpoint when the objects are part of this run; an error when only the objects
+/// were asked for and no endpoint was given.
+fn objects_endpoint(
+    parts: Parts,
+    objects: &crate::objects_backup::ObjectsArgs,
+) -> Result<Option<String>> {
+    match (parts, &objects.objects_endpoint) {
+        (Parts::Database, _) => Ok(None),
+        (Parts::Objects, None) => Err(fail(
+            "KX-CTL-056",
+            exit::FAILED,
+            "--parts objects needs --objects-endpoint (or KIOREX_OBJECTS__ENDPOINT, or a site config with [ceph])",
+        )),
+        (_, endpoint) => Ok(endpoint.clone()),
+    }
 }
 
 #[derive(clap::Args)]
@@ -59,6 +116,12 @@ pub struct RestoreArgs {
     /// missing there, e.g. after losing the management host. Existing files are left alone.
     #[arg(long)]
     site_dir: Option<PathBuf>,
+    /// The document objects too (with --objects-endpoint), or only them (objects), or only the
+    /// database, secrets and config (database).
+    #[arg(long, value_enum, default_value = "all")]
+    parts: Parts,
+    #[command(flatten)]
+    pub objects: crate::objects_backup::ObjectsArgs,
     /// text for people, json for scripts.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
@@ -71,6 +134,44 @@ fn wal_dir(target: &Path) -> PathBuf {
 }
 
 pub fn backup(args: BackupArgs) -> Result<()> {
+    let objects = objects_settings(args.parts, &args.objects, args.site_dir.as_deref())?;
+    let endpoint = objects_endpoint(args.parts, &objects)?;
+    let mut report = serde_json::Map::new();
+    if args.parts.database() {
+        report = backup_database(&args)?;
+    }
+    if let Some(endpoint) = endpoint {
+        std::fs::create_dir_all(&args.target)?;
+        let counts = crate::objects_backup::backup(&objects, &endpoint, &args.target, args.output)?;
+        report_objects("backed up", &counts, args.output, &mut report)?;
+    }
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+/// Prints the objects' counts (text) or adds them to the JSON report under `objects`.
+fn report_objects(
+    verb: &str,
+    counts: &crate::objects_backup::Counts,
+    output: Output,
+    report: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    match output {
+        Output::Json => {
+            report.insert("objects".into(), serde_json::to_value(counts)?);
+        }
+        Output::Text => println!(
+            "document objects {verb}: {} ({} copied, {} bytes; {} unchanged)",
+            counts.objects, counts.copied, counts.bytes_copied, counts.unchanged
+        ),
+    }
+    Ok(())
+}
+
+/// The database part; returns its JSON report (printed by the caller with the objects').
+fn backup_database(args: &BackupArgs) -> Result<serde_json::Map<String, serde_json::Value>> {
     let layout = Layout::new(&args.data_dir)?;
     let bin = postgres_bin()?;
     if !layout.postgres_running(&bin) {
@@ -146,28 +247,22 @@ pub fn backup(args: BackupArgs) -> Result<()> {
     )?;
     let removed = prune(&target, args.retention_days, started)?;
     bar.finish_and_clear();
-    match args.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"backup": info, "dir": dir, "archiving_enabled_now": restarted, "pruned": removed})
-            )?
-        ),
-        Output::Text => {
-            if restarted {
-                println!("turned on WAL archiving (PostgreSQL restarted once)");
-            }
-            println!("backup {id} written to {}", dir.display());
-            println!(
-                "WAL is archived to {} at least every {ARCHIVE_TIMEOUT_S} s",
-                wal_dir(&target).display()
-            );
-            for r in &removed {
-                println!("removed old backup {r}");
-            }
+    let report =
+        json!({"backup": info, "dir": dir, "archiving_enabled_now": restarted, "pruned": removed});
+    if args.output == Output::Text {
+        if restarted {
+            println!("turned on WAL archiving (PostgreSQL restarted once)");
+        }
+        println!("backup {id} written to {}", dir.display());
+        println!(
+            "WAL is archived to {} at least every {ARCHIVE_TIMEOUT_S} s",
+            wal_dir(&target).display()
+        );
+        for r in &removed {
+            println!("removed old backup {r}");
         }
     }
-    Ok(())
+    Ok(report.as_object().cloned().unwrap_or_default())
 }
 
 fn backup_id(t: OffsetDateTime) -> String {
@@ -350,6 +445,37 @@ pub fn wal_to_prune(names: &[String], keep_from: &str) -> Vec<String> {
 }
 
 pub fn restore(args: RestoreArgs) -> Result<()> {
+    let objects = objects_settings(args.parts, &args.objects, args.site_dir.as_deref())?;
+    let mut endpoint = objects_endpoint(args.parts, &objects)?;
+    // A full restore of a backup taken without the objects restores the rest and says so.
+    if args.parts == Parts::All
+        && endpoint.is_some()
+        && !args.from.join("objects/manifest.json").exists()
+    {
+        eprintln!(
+            "warning: {} holds no document objects; restoring the database only",
+            args.from.display()
+        );
+        endpoint = None;
+    }
+    // The objects go back first: a damaged object stops the restore before the database is
+    // touched, and the restored core then finds every document its rows name.
+    let mut report = serde_json::Map::new();
+    if let Some(endpoint) = endpoint {
+        let counts = crate::objects_backup::restore(&objects, &endpoint, &args.from, args.output)?;
+        report_objects("restored", &counts, args.output, &mut report)?;
+    }
+    if args.parts.database() {
+        report.extend(restore_database(&args)?);
+    }
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+/// The database part; returns its JSON report (printed by the caller with the objects').
+fn restore_database(args: &RestoreArgs) -> Result<serde_json::Map<String, serde_json::Value>> {
     let layout = Layout::new(&args.data_dir)?;
     let bin = postgres_bin()?;
     let from = args
@@ -409,24 +535,21 @@ pub fn restore(args: RestoreArgs) -> Result<()> {
     bar.finish_and_clear();
     let report = json!({"restored_from": id, "to_time": args.to_time, "previous_data_kept_in": kept,
                         "core_was_running": core_was_running, "files_put_back": put_back});
-    match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Text => {
-            println!(
-                "restored base backup {id}{}",
-                args.to_time
-                    .as_ref()
-                    .map(|t| format!(" to {t}"))
-                    .unwrap_or_default()
-            );
-            println!("the previous database is kept in {}", kept.display());
-            println!(
-                "start Kiorex again: kiorexctl up --detach --data-dir {}",
-                layout.root.display()
-            );
-        }
+    if args.output == Output::Text {
+        println!(
+            "restored base backup {id}{}",
+            args.to_time
+                .as_ref()
+                .map(|t| format!(" to {t}"))
+                .unwrap_or_default()
+        );
+        println!("the previous database is kept in {}", kept.display());
+        println!(
+            "start Kiorex again: kiorexctl up --detach --data-dir {}",
+            layout.root.display()
+        );
     }
-    Ok(())
+    Ok(report.as_object().cloned().unwrap_or_default())
 }
 
 /// The newest base backup started before `at` (the newest of all without a time).

@@ -7,6 +7,7 @@ mod failure;
 mod files;
 mod init;
 mod kustomize;
+mod objects_backup;
 mod oci;
 mod pki;
 mod plan;
@@ -75,10 +76,12 @@ enum Command {
     /// Remove Kiorex from the cluster (--keep-data keeps the databases). --dry-run prints the plan.
     Uninstall(plan::UninstallArgs),
     /// Single-node mode: a PostgreSQL base backup (turning on continuous WAL archiving the first
-    /// time), plus the secrets, site config and PKI. Run it daily (cron or a systemd timer).
+    /// time), plus the secrets, site config and PKI, and with --objects-endpoint the document
+    /// objects (incremental). Run it daily (cron or a systemd timer).
     Backup(backup::BackupArgs),
-    /// Single-node mode: restore a backup, to the latest state or to a moment (--to-time). The
-    /// current database is kept aside, never deleted.
+    /// Single-node mode: restore a backup, to the latest state or to a moment (--to-time), and
+    /// with --objects-endpoint the document objects, each checked against its SHA-256 first.
+    /// The current database is kept aside, never deleted.
     Restore(backup::RestoreArgs),
     /// Show whether Kiorex is healthy: components, versions, certificate expiry (warns 60 days
     /// ahead), backup age. Exit 3 when not healthy. `--output json` is what Ansible reads.
@@ -95,6 +98,12 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if let Command::Backup(args) = &cli.command {
+        args.objects.trust_ca_bundle();
+    }
+    if let Command::Restore(args) = &cli.command {
+        args.objects.trust_ca_bundle();
+    }
     let result = match cli.command {
         Command::Preflight(args) => preflight::run(args),
         Command::Init(args) => init::run(args),
