@@ -8,6 +8,7 @@
 //! reaches.
 
 mod admin;
+mod drafts;
 mod pages;
 pub mod trend;
 
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/group-roles", post(admin::save_mapping))
         .route("/admin/sessions/end", post(admin::end))
         .route("/audit", get(admin::audit))
+        .route("/drafts/{key}", get(drafts::load).put(drafts::save))
         .route("/static/{file}", get(static_file))
         .layer(axum::middleware::from_fn(security_headers))
 }

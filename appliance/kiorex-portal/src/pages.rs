@@ -102,7 +102,7 @@ fn signin_page(state: &AppState, next: &str, message: Option<Markup>, ask_totp: 
 
 pub async fn signin_form(State(state): State<AppState>, Query(q): Query<Next>) -> Response {
     let message = q.expired.map(|_| html! {
-        div.banner.warn role="status" { "Your session ended. Sign in again to carry on; what you were typing is kept on this screen." }
+        div.banner.warn role="status" { "Your session ended. Sign in again to carry on: what you were typing in a form is kept and comes back when you open it again." }
     });
     html_page(signin_page(
         &state,
@@ -373,6 +373,7 @@ pub async fn register(
     };
     match registration::register(&state, &ctx(&state, &live, &rid), registration).await {
         Ok(done) => {
+            crate::drafts::discard(&state, live.principal.user_id, "register").await;
             let id = done.patient["id"].as_str().unwrap_or_default().to_owned();
             Redirect::to(&format!("/patients/{id}")).into_response()
         }
@@ -750,7 +751,10 @@ pub async fn record_vitals(
         }
     }
     match problem {
-        None => Redirect::to(&format!("/patients/{id}")).into_response(),
+        None => {
+            crate::drafts::discard(&state, live.principal.user_id, &format!("vitals-{id}")).await;
+            Redirect::to(&format!("/patients/{id}")).into_response()
+        }
         Some(e) => (
             e.status,
             html_page(page(

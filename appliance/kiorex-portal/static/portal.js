@@ -31,24 +31,38 @@
       });
     }
   }
-  // Keep what was typed in a half-filled form if the page is left or the session ends:
-  // saved in this browser tab only, restored when the form is shown again, cleared on submit.
+  // Keep what was typed in a half-filled form on the server, so that it survives a session
+  // timeout and a new sign-in: saved a moment after each change, asked for when the form is
+  // shown again, forgotten by the server once the form is sent.
+  var csrf = {};
+  try { csrf = JSON.parse(body.getAttribute("hx-headers") || "{}"); } catch (e) { csrf = {}; }
   document.querySelectorAll("form[data-draft]").forEach(function (form) {
-    var key = "kiorex-draft:" + form.getAttribute("data-draft");
-    try {
-      var saved = JSON.parse(sessionStorage.getItem(key) || "{}");
-      Object.keys(saved).forEach(function (name) {
-        var field = form.elements[name];
-        if (field && !field.value && field.type !== "hidden") { field.value = saved[name]; }
-      });
-    } catch (e) { /* a damaged draft is simply ignored */ }
+    var url = "/drafts/" + form.getAttribute("data-draft");
+    fetch(url, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : {}; })
+      .then(function (saved) {
+        Object.keys(saved || {}).forEach(function (name) {
+          var field = form.elements[name];
+          if (field && !field.value && field.type !== "hidden" && field.type !== "password") {
+            field.value = saved[name];
+          }
+        });
+      })
+      .catch(function () { /* no draft: an empty form */ });
+    var timer = null;
     form.addEventListener("input", function () {
-      var data = {};
-      Array.prototype.forEach.call(form.elements, function (f) {
-        if (f.name && f.type !== "hidden" && f.type !== "password") { data[f.name] = f.value; }
-      });
-      sessionStorage.setItem(key, JSON.stringify(data));
+      clearTimeout(timer);
+      timer = setTimeout(function () {
+        var data = {};
+        Array.prototype.forEach.call(form.elements, function (f) {
+          if (f.name && f.type !== "hidden" && f.type !== "password" && f.type !== "submit") {
+            data[f.name] = f.value;
+          }
+        });
+        var headers = { "Content-Type": "application/json" };
+        Object.keys(csrf).forEach(function (k) { headers[k] = csrf[k]; });
+        fetch(url, { method: "PUT", credentials: "same-origin", headers: headers, body: JSON.stringify(data) });
+      }, 700);
     });
-    form.addEventListener("submit", function () { sessionStorage.removeItem(key); });
   });
 })();

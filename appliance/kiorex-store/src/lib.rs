@@ -6,6 +6,7 @@ pub mod audit;
 pub mod care;
 pub mod directory;
 pub mod documents;
+pub mod drafts;
 pub mod facilities;
 pub mod identity_schema;
 pub mod merge;

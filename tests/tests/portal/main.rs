@@ -30,6 +30,17 @@ async fn directory_app(slapd: &Slapd) -> TestApp {
     app
 }
 
+/// Waits (up to 10 s) until `done` holds; the page saves drafts a moment after typing.
+async fn wait_until(done: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the condition never held");
+}
+
 async fn sign_in(browser: &Browser, app: &TestApp, username: &str, password: &str) {
     browser.goto(&app.url("/signin")).await;
     browser.fill("#username", username).await;
@@ -87,6 +98,40 @@ async fn a_day_at_the_front_desk_the_ward_and_the_privacy_office() {
         "{warning}"
     );
     browser.screenshot("duplicate-warning").await;
+
+    // A half-filled form survives the end of the session: it is kept on the server and comes
+    // back after the next sign-in.
+    browser.goto(&app.url("/patients/new")).await;
+    browser.fill("#family", "Halfway").await;
+    browser.fill("#given", "Typed").await;
+    wait_until(|| {
+        app.count("SELECT count(*) AS n FROM form_draft WHERE content->>'given' = 'Typed'") == 1
+    })
+    .await;
+    app.sql("UPDATE user_session SET revoked_at = now()");
+    browser.goto(&app.url("/patients/new")).await;
+    browser.wait_for_text("Sign in to Kiorex").await;
+    browser.fill("#username", "frontdesk.a").await;
+    browser.fill("#password", STAFF_PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Register a patient").await;
+    let field = browser
+        .client
+        .find(fantoccini::Locator::Css("#family"))
+        .await
+        .unwrap();
+    let mut kept = String::new();
+    for _ in 0..100 {
+        kept = field.prop("value").await.unwrap().unwrap_or_default();
+        if !kept.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        kept, "Halfway",
+        "the draft came back after signing in again"
+    );
 
     // Search as you type finds her by a fragment.
     browser.goto(&app.url("/")).await;
