@@ -8,6 +8,7 @@
 //! reaches.
 
 mod admin;
+mod documents;
 mod drafts;
 mod pages;
 pub mod trend;
@@ -45,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/group-roles", post(admin::save_mapping))
         .route("/admin/sessions/end", post(admin::end))
         .route("/audit", get(admin::audit))
+        .route("/documents/{id}/view", get(documents::view))
         .route("/drafts/{key}", get(drafts::load).put(drafts::save))
         .route("/static/{file}", get(static_file))
         .layer(axum::middleware::from_fn(security_headers))
@@ -56,6 +58,10 @@ async fn security_headers(request: Request, next: Next) -> Response {
     let is_static = request.uri().path().starts_with("/static/");
     let mut response = next.run(request).await;
     let h = response.headers_mut();
+    if h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        // A page that set its own, stricter policy (a document in the viewer) keeps it.
+        return response;
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(

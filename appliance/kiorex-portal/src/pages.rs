@@ -475,11 +475,16 @@ pub async fn chart(
                 .await
                 .ok()
                 .flatten();
+            let documents = crate::documents::list(&state, &ctx, id).await;
+            let body = html! {
+                (chart_body(&live, &patient, &all, glass.map(|g| g.expires_at), None))
+                (crate::documents::panel(&live, id, &documents))
+            };
             html_page(page(
                 &name_of(&patient.content),
                 Some(&live),
                 idle(&state),
-                chart_body(&live, &patient, &all, glass.map(|g| g.expires_at), None),
+                body,
             ))
         }
         Err(e) if e.code == "KX-ACC-002" => {

@@ -65,4 +65,45 @@
       }, 700);
     });
   });
+  // Documents: the viewer opens in the page; uploads go to the documents API (drag and drop or
+  // the file field), with the session's CSRF token, and the chart reloads when one is stored.
+  document.querySelectorAll("a.view-document").forEach(function (link) {
+    link.addEventListener("click", function (event) {
+      event.preventDefault();
+      var viewer = document.getElementById("viewer");
+      viewer.hidden = false;
+      viewer.src = link.getAttribute("href");
+    });
+  });
+  var upload = document.getElementById("upload");
+  if (upload) {
+    var status = document.getElementById("upload-status");
+    var send = function (file) {
+      var data = new FormData();
+      data.append("category", upload.elements.category.value);
+      data.append("title", upload.elements.title.value || file.name);
+      data.append("file", file, file.name);
+      status.textContent = "Uploading and checking " + file.name + " …";
+      fetch("/api/v1/patients/" + upload.getAttribute("data-patient") + "/documents", {
+        method: "POST", credentials: "same-origin", body: data,
+        headers: { "X-CSRF-Token": upload.getAttribute("data-csrf") }
+      }).then(function (r) {
+        if (r.ok) { window.location.reload(); return; }
+        return r.json().then(function (p) {
+          status.textContent = (p.title || "The upload was refused") + " (reference " + (p.request_id || "-") + ")";
+        });
+      }).catch(function () { status.textContent = "The upload did not reach the server; try again."; });
+    };
+    upload.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var file = upload.elements.file.files[0];
+      if (file) { send(file); }
+    });
+    var zone = document.getElementById("drop-zone");
+    zone.addEventListener("dragover", function (event) { event.preventDefault(); });
+    zone.addEventListener("drop", function (event) {
+      event.preventDefault();
+      if (event.dataTransfer.files.length) { send(event.dataTransfer.files[0]); }
+    });
+  }
 })();

@@ -24,7 +24,7 @@ mod process;
 pub use app::{PASSWORD as STAFF_PASSWORD, Reply, TestApp, User};
 pub use ceph::{ACCESS_KEY, Ceph, Gateway, SECRET_KEY, ceph};
 pub use clamav::{ClamAv, EICAR, clamav};
-pub use documents::{DocumentSite, documents_on, s3_settings};
+pub use documents::{DocumentSite, documents_on, s3_settings, sample_pdf};
 pub use postgres::{Postgres, empty_database, fresh_database, postgres};
 pub use process::{ADMIN, ADMIN_PASSWORD, Core, Finished, Site};
 

@@ -338,3 +338,87 @@ async fn single_sign_on_through_the_hospital_provider_in_the_browser() {
     let home = browser.wait_for_text("Find a patient").await;
     assert!(home.contains("olivia.ortiz"), "{home}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdf_is_uploaded_from_the_chart_and_viewed_in_the_page() {
+    let (app, _site) = kiorex_testkit::documents_on(kiorex_testkit::DocumentSite::default()).await;
+    let patient = app.patient("Docs", "Dora", "1970-01-01").await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &app, "admin.a", STAFF_PASSWORD).await;
+    browser
+        .goto(&app.url(&format!("/patients/{patient}")))
+        .await;
+    browser.wait_for_text("No documents yet").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("referral.pdf");
+    std::fs::write(&file, kiorex_testkit::sample_pdf("Referral for chest pain")).unwrap();
+    let input = browser
+        .client
+        .find(fantoccini::Locator::Css("#doc-file"))
+        .await
+        .unwrap();
+    input.send_keys(file.to_str().unwrap()).await.unwrap();
+    browser.fill("#doc-title", "Referral from Dr Okafor").await;
+    browser.click("#upload button[type=submit]").await;
+    browser.wait_for_text("Referral from Dr Okafor").await;
+    browser.click("a.view-document").await;
+    let viewer = browser
+        .client
+        .find(fantoccini::Locator::Css("#viewer"))
+        .await
+        .unwrap();
+    let mut src = String::new();
+    for _ in 0..100 {
+        src = viewer.attr("src").await.unwrap().unwrap_or_default();
+        if !src.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(src.ends_with("/view"), "{src}");
+    // Give the browser's PDF viewer a moment to draw before the screenshot (an artifact only;
+    // what is served is checked below).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    browser.screenshot("documents").await;
+    // The viewer's address serves the PDF inline, sandboxed, to this session only.
+    let cookie = browser
+        .client
+        .get_named_cookie("__Host-kiorex-session")
+        .await
+        .unwrap();
+    let url = if src.starts_with("http") {
+        src.clone()
+    } else {
+        app.url(&src)
+    };
+    let shown = app
+        .client()
+        .get(&url)
+        .header(
+            "cookie",
+            format!("__Host-kiorex-session={}", cookie.value()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.status(), reqwest::StatusCode::OK);
+    assert_eq!(shown.headers()["content-type"], "application/pdf");
+    assert_eq!(shown.headers()["content-disposition"], "inline");
+    assert!(
+        shown.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'self'")
+    );
+    assert!(shown.bytes().await.unwrap().starts_with(b"%PDF"));
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let anonymous = no_redirects.get(&url).send().await.unwrap();
+    assert_eq!(
+        anonymous.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "no session, no document"
+    );
+}
