@@ -10,6 +10,7 @@
 mod admin;
 mod documents;
 mod drafts;
+mod label;
 mod pages;
 pub mod trend;
 
@@ -39,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/patients/{id}", get(pages::chart))
         .route("/patients/{id}/vitals", post(pages::record_vitals))
         .route("/patients/{id}/break-glass", post(pages::break_glass))
+        .route("/patients/{id}/label", get(label::label))
         .route("/patients/{id}/clinical", post(pages::clinical))
         .route("/review", get(pages::review_queue))
         .route("/review/{id}", post(pages::review))

@@ -516,6 +516,7 @@ fn patient_header(patient: &Stored, allergies: &[String]) -> Markup {
             span { (age(p)) " · " (text(&p["gender"])) }
             span { "Born " (text(&p["birthDate"])) }
             span { "MRN " strong { (mrn_of(p)) } }
+            a.no-print href={ "/patients/" (patient.id) "/label" } target="_blank" { "Print label" }
             @if allergies.is_empty() {
                 span.muted { "No known allergies recorded" }
             } @else {
@@ -936,7 +937,7 @@ fn concept(c: &Value) -> String {
         .to_owned()
 }
 
-fn name_of(p: &Value) -> String {
+pub(crate) fn name_of(p: &Value) -> String {
     let name = &p["name"][0];
     let given: Vec<&str> = name["given"]
         .as_array()
@@ -952,7 +953,7 @@ fn name_of(p: &Value) -> String {
     )
 }
 
-fn mrn_of(p: &Value) -> String {
+pub(crate) fn mrn_of(p: &Value) -> String {
     p["identifier"]
         .as_array()
         .and_then(|ids| {

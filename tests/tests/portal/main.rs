@@ -85,6 +85,18 @@ async fn a_day_at_the_front_desk_the_ward_and_the_privacy_office() {
     let chart = browser.wait_for_text("MRN").await;
     assert!(chart.contains("BROWNE, Amelia"), "{chart}");
     let amelia = browser.url().await.rsplit('/').next().unwrap().to_owned();
+    // The wristband label carries the MRN as a barcode.
+    browser
+        .goto(&app.url(&format!("/patients/{amelia}/label")))
+        .await;
+    let label = browser.wait_for_text("MRN").await;
+    assert!(label.contains("BROWNE, Amelia"), "{label}");
+    let bars = browser
+        .client
+        .find(fantoccini::Locator::Css(".barcode svg"))
+        .await;
+    assert!(bars.is_ok(), "the barcode is drawn");
+    browser.screenshot("label").await;
     browser.goto(&app.url("/patients/new")).await;
     browser.fill("#family", "Brown").await;
     browser.fill("#given", "Amelia").await;
