@@ -544,6 +544,26 @@ async fn history(
         .await?;
     let has_more = entries.len() as i64 > count;
     entries.truncate(count as usize);
+    // Clinical versions of patients outside the caller's care are left out, as in search.
+    let clinical = |e: &resources::HistoryEntry| {
+        ResourceKind::from_name(&e.resource_type)
+            .is_some_and(|k| kiorex_domain::identity::is_clinical(k.guarded_by()))
+    };
+    let guarded: Vec<(Uuid, Uuid)> = entries
+        .iter()
+        .filter(|e| clinical(e))
+        .filter_map(|e| {
+            records::patient_of(&e.resource_type, e.id, &e.content).map(|p| (p, e.facility_id))
+        })
+        .collect();
+    if !guarded.is_empty() {
+        let open = records::patients_open_to(state, &ctx, guarded).await?;
+        entries.retain(|e| {
+            !clinical(e)
+                || records::patient_of(&e.resource_type, e.id, &e.content)
+                    .is_none_or(|p| open.contains(&p))
+        });
+    }
     let events = entries
         .iter()
         .map(|e| crate::audit::Event {

@@ -53,6 +53,18 @@ async fn breaking_the_glass_opens_one_patient_for_a_while_and_is_reviewed() {
         search.body
     );
     assert_eq!(search.body["entry"].as_array().map_or(0, Vec::len), 0);
+    let history = app
+        .get(
+            User::NurseA,
+            &format!("/fhir/Observation/{obs_alice}/_history"),
+        )
+        .await;
+    assert_eq!(
+        history.body["entry"].as_array().map_or(0, Vec::len),
+        0,
+        "no versions outside care: {}",
+        history.body
+    );
 
     let glass = |patient: &str, reason: &str| {
         let path = format!("/api/v1/patients/{patient}/break-glass");
