@@ -412,6 +412,15 @@ pub fn create_in(
     if let Some(condition) = if_none_exist
         && let Some(existing) = conditional_match(conn, ctx, kind, condition)?
     {
+        // The match is returned whole: it must be a record the caller may read.
+        ensure_care(
+            conn,
+            ctx,
+            kind,
+            Action::Read,
+            existing.facility_id,
+            patient_of_stored(&existing),
+        )?;
         return Ok(Created {
             stored: existing,
             created: false,
