@@ -41,6 +41,10 @@ pub fn router() -> Router<AppState> {
         .route("/patients/{id}/vitals", post(pages::record_vitals))
         .route("/patients/{id}/break-glass", post(pages::break_glass))
         .route("/patients/{id}/label", get(label::label))
+        .route(
+            "/patients/{id}/demographics",
+            get(pages::demographics_form).post(pages::save_demographics),
+        )
         .route("/patients/{id}/clinical", post(pages::clinical))
         .route("/review", get(pages::review_queue))
         .route("/review/{id}", post(pages::review))

@@ -517,6 +517,7 @@ fn patient_header(patient: &Stored, allergies: &[String]) -> Markup {
             span { "Born " (text(&p["birthDate"])) }
             span { "MRN " strong { (mrn_of(p)) } }
             a.no-print href={ "/patients/" (patient.id) "/label" } target="_blank" { "Print label" }
+            a.no-print href={ "/patients/" (patient.id) "/demographics" } { "Edit demographics" }
             @if allergies.is_empty() {
                 span.muted { "No known allergies recorded" }
             } @else {
@@ -1196,5 +1197,138 @@ fn clinical_forms(live: &Live, patient: Uuid, open: &[&Stored]) -> Markup {
                 p { button type="submit" { "Add allergy" } }
             }
         }
+    }
+}
+
+// ---------- demographics ----------
+
+#[derive(Debug, Deserialize)]
+pub struct DemographicsForm {
+    csrf_token: String,
+    version: i32,
+    family: String,
+    given: String,
+    birth_date: String,
+    gender: String,
+    #[serde(default)]
+    phone: String,
+}
+
+pub async fn demographics_form(
+    State(state): State<AppState>,
+    rid: RequestId,
+    Staff(live): Staff,
+    Path(id): Path<Uuid>,
+) -> Response {
+    let ctx = ctx(&state, &live, &rid);
+    match records::read(&state, &ctx, ResourceKind::Patient, id).await {
+        Ok(patient) => {
+            let p = &patient.content;
+            let given: Vec<&str> = p["name"][0]["given"]
+                .as_array()
+                .map(|g| g.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let phone = p["telecom"]
+                .as_array()
+                .and_then(|t| t.iter().find(|c| c["system"] == "phone"))
+                .map(|c| text(&c["value"]))
+                .unwrap_or_default();
+            html_page(page(
+                "Edit demographics",
+                Some(&live),
+                idle(&state),
+                html! {
+                    (patient_header(&patient, &[]))
+                    h1 { "Edit demographics" }
+                    form method="post" action={ "/patients/" (id) "/demographics" } {
+                        input type="hidden" name="csrf_token" value=(live.session.csrf_token);
+                        input type="hidden" name="version" value=(patient.version_id);
+                        div.grid {
+                            div { label for="family" { "Family name" } input #family name="family" required value=(text(&p["name"][0]["family"])); }
+                            div { label for="given" { "Given names" } input #given name="given" required value=(given.join(" ")); }
+                            div { label for="birth_date" { "Date of birth" } input #birth_date name="birth_date" type="date" required value=(text(&p["birthDate"])); }
+                            div {
+                                label for="gender" { "Sex" }
+                                select #gender name="gender" {
+                                    @for (v, l) in [("female", "Female"), ("male", "Male"), ("other", "Other"), ("unknown", "Unknown")] {
+                                        option value=(v) selected[p["gender"] == v] { (l) }
+                                    }
+                                }
+                            }
+                            div { label for="phone" { "Phone" } input #phone name="phone" type="tel" value=(phone); }
+                        }
+                        p { button type="submit" { "Save" } }
+                    }
+                },
+            ))
+        }
+        Err(e) => (
+            e.status,
+            html_page(page(
+                "Patient",
+                Some(&live),
+                idle(&state),
+                error_banner(&e, &rid.0),
+            )),
+        )
+            .into_response(),
+    }
+}
+
+/// Saves demographics as a new version of the Patient (with If-Match: someone else's change in
+/// between is reported, not overwritten).
+pub async fn save_demographics(
+    State(state): State<AppState>,
+    rid: RequestId,
+    Staff(live): Staff,
+    Path(id): Path<Uuid>,
+    Form(form): Form<DemographicsForm>,
+) -> Response {
+    if !csrf_ok(&live, &form.csrf_token) {
+        return csrf_refused(&state, &live, &rid);
+    }
+    let ctx = ctx(&state, &live, &rid);
+    let result = async {
+        let current = records::read(&state, &ctx, ResourceKind::Patient, id).await?;
+        let mut content = current.content.clone();
+        content["name"][0]["family"] = json!(form.family.trim());
+        content["name"][0]["given"] = json!(form.given.split_whitespace().collect::<Vec<_>>());
+        content["birthDate"] = json!(form.birth_date.trim());
+        content["gender"] = json!(form.gender);
+        let mut telecom: Vec<Value> = content["telecom"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c["system"] != "phone")
+            .collect();
+        if !form.phone.trim().is_empty() {
+            telecom.push(json!({"system": "phone", "value": form.phone.trim()}));
+        }
+        content["telecom"] = json!(telecom);
+        if telecom.is_empty() {
+            if let Some(o) = content.as_object_mut() {
+                o.remove("telecom");
+            }
+        }
+        let parsed = kiorex_fhir::parse::parse_value(ResourceKind::Patient, content)
+            .map_err(ApiError::invalid)?;
+        records::update(&state, &ctx, id, parsed, Some(form.version)).await
+    };
+    match result.await {
+        Ok(_) => Redirect::to(&format!("/patients/{id}")).into_response(),
+        Err(e) => (
+            e.status,
+            html_page(page(
+                "Edit demographics",
+                Some(&live),
+                idle(&state),
+                html! {
+                    (error_banner(&e, &rid.0))
+                    p { a href={ "/patients/" (id) "/demographics" } { "Reload the form" } }
+                },
+            )),
+        )
+            .into_response(),
     }
 }

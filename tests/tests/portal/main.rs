@@ -85,6 +85,18 @@ async fn a_day_at_the_front_desk_the_ward_and_the_privacy_office() {
     let chart = browser.wait_for_text("MRN").await;
     assert!(chart.contains("BROWNE, Amelia"), "{chart}");
     let amelia = browser.url().await.rsplit('/').next().unwrap().to_owned();
+    // Demographics are edited as a new version of the record.
+    browser
+        .goto(&app.url(&format!("/patients/{amelia}/demographics")))
+        .await;
+    browser.wait_for_text("Edit demographics").await;
+    browser.fill("#phone", "+254 700 123 456").await;
+    browser.click("form[action$='/demographics'] button").await;
+    browser.wait_for_text("BROWNE, Amelia").await;
+    let versions = app.count(&format!(
+        "SELECT count(*) AS n FROM resource_version WHERE id = '{amelia}'"
+    ));
+    assert_eq!(versions, 2, "the edit is a second version");
     // The wristband label carries the MRN as a barcode.
     browser
         .goto(&app.url(&format!("/patients/{amelia}/label")))
