@@ -1306,10 +1306,10 @@ pub async fn save_demographics(
             telecom.push(json!({"system": "phone", "value": form.phone.trim()}));
         }
         content["telecom"] = json!(telecom);
-        if telecom.is_empty() {
-            if let Some(o) = content.as_object_mut() {
-                o.remove("telecom");
-            }
+        if telecom.is_empty()
+            && let Some(o) = content.as_object_mut()
+        {
+            o.remove("telecom");
         }
         let parsed = kiorex_fhir::parse::parse_value(ResourceKind::Patient, content)
             .map_err(ApiError::invalid)?;
