@@ -77,6 +77,57 @@ fn hit(content: &Value, id: Uuid, facility_id: Uuid, score: f64) -> PatientHit {
     }
 }
 
+/// The front-desk search, shared by the API and the portal: what was typed, parsed; hits bounded
+/// by the facilities where the caller reads patients; every hit audited.
+pub async fn find_patients(
+    state: &AppState,
+    principal: &kiorex_domain::permission::Principal,
+    typed: &str,
+    limit: Option<usize>,
+    request_id: &str,
+) -> Result<Vec<PatientHit>, ApiError> {
+    let query = parse(typed);
+    if query.is_empty() {
+        return Err(ApiError::bad_request(
+            "KX-SRCH-400",
+            "type a name, a birth date (12/03/1980), an MRN or a phone number",
+        ));
+    }
+    let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let facilities = principal.facilities_with(Permission::new(Resource::Patient, Action::Read));
+    let engine = PostgresSearch::new(state.store.clone());
+    let hits = engine
+        .find_patients(&query, &facilities, limit)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let ids: Vec<Uuid> = hits.iter().map(|h| h.patient_id).collect();
+    let found = state
+        .store
+        .run(move |conn| resources::read_many(conn, &ids))
+        .await?;
+    let shown: Vec<PatientHit> = hits
+        .iter()
+        .filter_map(|h| {
+            let stored = found.iter().find(|s| s.id == h.patient_id)?;
+            Some(hit(&stored.content, h.patient_id, h.facility_id, h.score))
+        })
+        .collect();
+    let events = shown
+        .iter()
+        .map(|p| Event {
+            action: "search",
+            outcome: "success",
+            resource_type: "Patient",
+            resource_id: p.id.to_string(),
+            patient_id: Some(p.id),
+            facility_id: Some(p.facility_id),
+            detail: "front-desk search".into(),
+        })
+        .collect();
+    state.audit.by(principal, request_id, events).await?;
+    Ok(shown)
+}
+
 /// Finds patients by name fragments (any order, one typo), birth date (`12/03/1980` or
 /// `1980-03-12`), MRN or phone, best first.
 #[utoipa::path(get, path = "/api/v1/search/patients", security(("bearer" = [])),
@@ -92,47 +143,7 @@ async fn search_patients(
     let result = async {
         let Query(params) =
             params.map_err(|e| ApiError::bad_request("KX-SRCH-400", e.body_text()))?;
-        let query = parse(&params.q);
-        if query.is_empty() {
-            return Err(ApiError::bad_request(
-                "KX-SRCH-400",
-                "type a name, a birth date (12/03/1980), an MRN or a phone number",
-            ));
-        }
-        let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-        let facilities =
-            principal.facilities_with(Permission::new(Resource::Patient, Action::Read));
-        let engine = PostgresSearch::new(state.store.clone());
-        let hits = engine
-            .find_patients(&query, &facilities, limit)
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
-        let ids: Vec<Uuid> = hits.iter().map(|h| h.patient_id).collect();
-        let found = state
-            .store
-            .run(move |conn| resources::read_many(conn, &ids))
-            .await?;
-        let shown: Vec<PatientHit> = hits
-            .iter()
-            .filter_map(|h| {
-                let stored = found.iter().find(|s| s.id == h.patient_id)?;
-                Some(hit(&stored.content, h.patient_id, h.facility_id, h.score))
-            })
-            .collect();
-        let events = shown
-            .iter()
-            .map(|p| Event {
-                action: "search",
-                outcome: "success",
-                resource_type: "Patient",
-                resource_id: p.id.to_string(),
-                patient_id: Some(p.id),
-                facility_id: Some(p.facility_id),
-                detail: "front-desk search".into(),
-            })
-            .collect();
-        state.audit.by(&principal, &rid.0, events).await?;
-        Ok(shown)
+        find_patients(&state, &principal, &params.q, params.limit, &rid.0).await
     };
     match result.await {
         Ok(shown) => (StatusCode::OK, Json(shown)).into_response(),

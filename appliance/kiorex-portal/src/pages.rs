@@ -17,7 +17,6 @@ use kiorex_api::records::{self, Ctx};
 use kiorex_api::registration::{self, Registration};
 use kiorex_domain::observation::vital_sign;
 use kiorex_fhir::ResourceKind;
-use kiorex_fhir::params::parse_search;
 use kiorex_store::resources::Stored;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -227,32 +226,6 @@ pub struct SearchQuery {
     q: Option<String>,
 }
 
-/// What the person typed, as search parameters: an MRN (digits), a birth date (`12/03/1980` is
-/// day/month/year, as written here, or `1980-03-12`), or name fragments.
-fn search_pairs(q: &str) -> Vec<(String, String)> {
-    let q = q.trim();
-    let digits = q.chars().all(|c| c.is_ascii_digit() || c == '-');
-    if let Some(date) = birth_date(q) {
-        return vec![("birthdate".into(), date)];
-    }
-    if digits && q.len() >= 4 {
-        return vec![("identifier".into(), q.to_owned())];
-    }
-    q.split_whitespace()
-        .take(3)
-        .map(|part| ("name".into(), part.to_owned()))
-        .collect()
-}
-
-fn birth_date(q: &str) -> Option<String> {
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(q, "%Y-%m-%d") {
-        return Some(d.to_string());
-    }
-    chrono::NaiveDate::parse_from_str(q, "%d/%m/%Y")
-        .ok()
-        .map(|d| d.to_string())
-}
-
 pub async fn search(
     State(state): State<AppState>,
     rid: RequestId,
@@ -263,32 +236,28 @@ pub async fn search(
     if typed.trim().chars().count() < 2 {
         return html_page(html! { p.muted { "Type at least two letters." } });
     }
-    let mut pairs = search_pairs(&typed);
-    pairs.push(("_count".into(), "20".into()));
-    let result = async {
-        let fhir = parse_search(ResourceKind::Patient, &pairs).map_err(ApiError::invalid)?;
-        records::search(
-            &state,
-            &ctx(&state, &live, &rid),
-            ResourceKind::Patient,
-            fhir,
-        )
-        .await
-    };
-    match result.await {
-        Ok(found) if found.page.matches.is_empty() => html_page(
+    // The front-desk search (typos, reversed order, dates as typed, MRN, phone), audited.
+    match kiorex_api::patient_search::find_patients(
+        &state,
+        &live.principal,
+        &typed,
+        Some(20),
+        &rid.0,
+    )
+    .await
+    {
+        Ok(hits) if hits.is_empty() => html_page(
             html! { p { "No patient found. Check the spelling, or register a new patient." } },
         ),
-        Ok(found) => html_page(html! {
+        Ok(hits) => html_page(html! {
             table {
-                thead { tr { th { "Name" } th { "Born" } th { "Sex" } th { "MRN" } } }
+                thead { tr { th { "Name" } th { "Born" } th { "MRN" } } }
                 tbody {
-                    @for p in &found.page.matches {
+                    @for h in &hits {
                         tr {
-                            td { a href={ "/patients/" (p.id) } { (name_of(&p.content)) } }
-                            td { (text(&p.content["birthDate"])) }
-                            td { (text(&p.content["gender"])) }
-                            td { (mrn_of(&p.content)) }
+                            td { a href={ "/patients/" (h.id) } { (h.name) } }
+                            td { (h.birth_date.clone().unwrap_or_default()) }
+                            td { (h.mrn.clone().unwrap_or_default()) }
                         }
                     }
                 }
@@ -980,28 +949,6 @@ fn age(p: &Value) -> String {
         .years_since(born)
         .map(|y| format!("{y} y"))
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn what_people_type_becomes_the_right_search() {
-        assert_eq!(
-            search_pairs("12/03/1980"),
-            vec![("birthdate".to_owned(), "1980-03-12".to_owned())]
-        );
-        assert_eq!(
-            search_pairs("1980-03-12"),
-            vec![("birthdate".to_owned(), "1980-03-12".to_owned())]
-        );
-        assert_eq!(
-            search_pairs("100042"),
-            vec![("identifier".to_owned(), "100042".to_owned())]
-        );
-        assert_eq!(search_pairs("ada love").len(), 2);
-    }
 }
 
 // ---------- encounters, diagnoses, allergies ----------
