@@ -221,7 +221,6 @@ fn backup_then_restore_gives_back_identical_records_at_a_point_in_time() {
         "kiorex",
         "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
     );
-    node.sql("kiorex", "SELECT pg_sleep(0.2)");
     node.sql("kiorex", "DELETE FROM record WHERE id > 10");
     node.sql("kiorex", "SELECT pg_switch_wal()");
     // The segment with the accident is archived before restore reads the archive.

@@ -67,13 +67,16 @@ async fn certificate_rotation_drops_no_request() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Rotate under load: wait until requests are flowing.
+    answered_at_least(&ok, 30).await;
     let renewed = stack
         .public
         .server("edge-public-renewed", &["127.0.0.1", "localhost"]);
     // Key first, then certificate: for a moment the pair does not match, and the edge must
     // keep serving the old one until both files agree.
     replace(&stack.public_cert.key, &renewed.key_pem);
+    // Hold the mismatched pair past the 1 s reload interval (this is the behaviour under test:
+    // at least one reload check must see the key without its certificate).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     replace(&stack.public_cert.cert, &renewed.cert_pem);
     let new_der = der_of(&renewed.cert_pem);
@@ -85,7 +88,9 @@ async fn certificate_rotation_drops_no_request() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // And keep the load on for a while with the new certificate.
+    let so_far = ok.load(Ordering::Relaxed);
+    answered_at_least(&ok, so_far + 30).await;
     stop.store(true, Ordering::Relaxed);
     for s in senders {
         s.await.unwrap();
@@ -97,4 +102,15 @@ async fn certificate_rotation_drops_no_request() {
         "{failed} requests failed during the rotation ({ok} succeeded)"
     );
     assert!(ok > 20, "too few requests to prove anything: {ok}");
+}
+
+/// Waits (up to 20 s) until `ok` requests have been answered.
+async fn answered_at_least(ok: &AtomicU64, n: u64) {
+    for _ in 0..400 {
+        if ok.load(Ordering::Relaxed) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} requests were answered");
 }

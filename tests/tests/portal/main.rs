@@ -400,9 +400,21 @@ async fn a_pdf_is_uploaded_from_the_chart_and_viewed_in_the_page() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(src.ends_with("/view"), "{src}");
-    // Give the browser's PDF viewer a moment to draw before the screenshot (an artifact only;
-    // what is served is checked below).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Screenshot once the viewer's document has loaded (what is served is checked below).
+    for _ in 0..100 {
+        let state = browser
+            .client
+            .execute(
+                "var f = document.getElementById('viewer'); return f.contentDocument ? f.contentDocument.readyState : '';",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if state == "complete" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     browser.screenshot("documents").await;
     // The viewer's address serves the PDF inline, sandboxed, to this session only.
     let cookie = browser
