@@ -31,6 +31,22 @@ fn ctx(state: &AppState, live: &Live, rid: &RequestId) -> Ctx {
     Ctx::new(state, live.principal.clone(), &rid.0)
 }
 
+/// A page that says what went wrong, in words, with the request id, under the error's status.
+fn error_page(
+    state: &AppState,
+    live: &Live,
+    rid: &RequestId,
+    title: &str,
+    e: &ApiError,
+) -> Response {
+    let body = error_banner(e, &rid.0);
+    (
+        e.status,
+        html_page(page(title, Some(live), idle(state), body)),
+    )
+        .into_response()
+}
+
 fn html_page(markup: Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
@@ -423,16 +439,7 @@ pub async fn chart(
     let patient = match records::read(&state, &ctx, ResourceKind::Patient, id).await {
         Ok(p) => p,
         Err(e) => {
-            return (
-                e.status,
-                html_page(page(
-                    "Patient",
-                    Some(&live),
-                    idle(&state),
-                    error_banner(&e, &rid.0),
-                )),
-            )
-                .into_response();
+            return error_page(&state, &live, &rid, "Patient", &e);
         }
     };
     match records::everything(&state, &ctx, id).await {
@@ -464,16 +471,7 @@ pub async fn chart(
             )
                 .into_response()
         }
-        Err(e) => (
-            e.status,
-            html_page(page(
-                "Patient",
-                Some(&live),
-                idle(&state),
-                error_banner(&e, &rid.0),
-            )),
-        )
-            .into_response(),
+        Err(e) => error_page(&state, &live, &rid, "Patient", &e),
     }
 }
 
@@ -731,16 +729,7 @@ pub async fn record_vitals(
             crate::drafts::discard(&state, live.principal.user_id, &format!("vitals-{id}")).await;
             Redirect::to(&format!("/patients/{id}")).into_response()
         }
-        Some(e) => (
-            e.status,
-            html_page(page(
-                "Vital signs",
-                Some(&live),
-                idle(&state),
-                error_banner(&e, &rid.0),
-            )),
-        )
-            .into_response(),
+        Some(e) => error_page(&state, &live, &rid, "Vital signs", &e),
     }
 }
 
@@ -774,16 +763,7 @@ pub async fn break_glass(
                     )
                         .into_response()
                 }
-                Err(other) => (
-                    other.status,
-                    html_page(page(
-                        "Patient",
-                        Some(&live),
-                        idle(&state),
-                        error_banner(&other, &rid.0),
-                    )),
-                )
-                    .into_response(),
+                Err(other) => error_page(&state, &live, &rid, "Patient", &other),
             }
         }
     }
@@ -833,16 +813,7 @@ pub async fn review_queue(
                 }
             },
         )),
-        Err(e) => (
-            e.status,
-            html_page(page(
-                "Review",
-                Some(&live),
-                idle(&state),
-                error_banner(&e, &rid.0),
-            )),
-        )
-            .into_response(),
+        Err(e) => error_page(&state, &live, &rid, "Review", &e),
     }
 }
 
@@ -875,16 +846,7 @@ pub async fn review(
     .await
     {
         Ok(_) => Redirect::to("/review").into_response(),
-        Err(e) => (
-            e.status,
-            html_page(page(
-                "Review",
-                Some(&live),
-                idle(&state),
-                error_banner(&e, &rid.0),
-            )),
-        )
-            .into_response(),
+        Err(e) => error_page(&state, &live, &rid, "Review", &e),
     }
 }
 
@@ -1209,16 +1171,7 @@ pub async fn demographics_form(
                 },
             ))
         }
-        Err(e) => (
-            e.status,
-            html_page(page(
-                "Patient",
-                Some(&live),
-                idle(&state),
-                error_banner(&e, &rid.0),
-            )),
-        )
-            .into_response(),
+        Err(e) => error_page(&state, &live, &rid, "Patient", &e),
     }
 }
 
