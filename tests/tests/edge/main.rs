@@ -43,6 +43,11 @@ fn https_client(stack: &EdgeStack) -> reqwest::Client {
 
 /// A bare TLS connection to the edge, for requests no HTTP client would send.
 async fn raw_tls(stack: &EdgeStack) -> TlsStream<TcpStream> {
+    try_raw_tls(stack).await.unwrap()
+}
+
+/// Like [`raw_tls`], answering the handshake's failure instead of panicking.
+async fn try_raw_tls(stack: &EdgeStack) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(stack.public.ca_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
@@ -60,7 +65,6 @@ async fn raw_tls(stack: &EdgeStack) -> TlsStream<TcpStream> {
     TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
         .await
-        .unwrap()
 }
 
 /// A staff token from core's LAN listener (the edge never offers sign-in).
