@@ -22,6 +22,7 @@
 pub mod internal;
 pub mod limits;
 pub mod metrics;
+pub mod ocsp;
 pub mod problem;
 pub mod proxy;
 pub mod routes;

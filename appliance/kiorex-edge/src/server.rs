@@ -32,6 +32,8 @@ pub struct Edge {
     tokens: TokenVerifier,
     limits: Arc<RateLimits>,
     client: CoreClient,
+    /// The edge's client certificate for core, followed on disk (renewals need no restart).
+    client_cert: Arc<ReloadingCert>,
     core_base: String,
     pub metrics: Arc<Metrics>,
 }
@@ -53,11 +55,12 @@ impl Edge {
     pub fn new(settings: EdgeSettings) -> Result<Arc<Edge>> {
         let tokens = TokenVerifier::from_public_pem(&settings.token_public_key)
             .map_err(|e| anyhow::anyhow!("edge.token_public_key: {e}"))?;
-        let client_config = tls::core_client_config(
-            &settings.core_ca_file,
+        let client_cert = Arc::new(ReloadingCert::load(
             &settings.client_cert_file,
             &settings.client_key_file,
-        )?;
+            tls::client_provider(),
+        )?);
+        let client_config = tls::core_client_config(&settings.core_ca_file, client_cert.clone())?;
         let core_base = settings
             .core_url
             .to_string()
@@ -67,6 +70,7 @@ impl Edge {
             limits: RateLimits::new(&settings.limits),
             tokens,
             client: proxy::core_client(client_config),
+            client_cert,
             core_base,
             metrics: Arc::new(Metrics::default()),
             settings,
@@ -244,9 +248,10 @@ pub async fn run(
     settings: EdgeSettings,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<()> {
-    let cert = Arc::new(ReloadingCert::load(
+    let cert = Arc::new(ReloadingCert::load_with_ocsp(
         &settings.cert_file,
         &settings.key_file,
+        settings.ocsp_response_file.as_deref(),
         tls::server_provider(settings.allow_tls12),
     )?);
     cert.watch(settings.reload_interval, "edge");
@@ -266,6 +271,8 @@ pub async fn run(
         None => None,
     };
     let edge = Edge::new(settings)?;
+    edge.client_cert
+        .watch(edge.settings.reload_interval, "edge client certificate");
     edge.limits.forget_idle(Duration::from_secs(60));
     if let Some(admin) = admin {
         tokio::spawn(serve_admin(admin, edge.clone()));

@@ -16,6 +16,9 @@ pub struct EdgeSettings {
     /// The edge's certificate chain (PEM) and private key (PEM), watched for changes.
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// A DER OCSP response for the certificate, refreshed by a management job; stapled while it
+    /// is current. The edge never fetches it itself (it opens no connection but to core).
+    pub ocsp_response_file: Option<PathBuf>,
     /// Also offer TLS 1.2 (AEAD suites only). TLS 1.3 is always offered.
     pub allow_tls12: bool,
     /// How often the certificate files are checked for a change.

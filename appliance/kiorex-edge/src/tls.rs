@@ -1,8 +1,10 @@
 //! TLS for the edge and for core's internal listener: certificates from PEM files, reloaded when
 //! the files change (no restart, connections in flight keep the key they started with), AEAD
-//! suites only, and the client-certificate check of the internal listener.
+//! suites only, the client-certificate check of the internal listener, the edge's own client
+//! certificate towards core (also reloaded), and OCSP stapling from a response file.
 
 use anyhow::{Context, Result, bail};
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::{CryptoProvider, ring};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -109,11 +111,24 @@ fn stamp(path: &Path) -> Stamp {
 /// A certificate and key that follow their files. A new pair is taken only when it loads and
 /// the key matches the certificate, so a rotation written in two steps (certificate, then key)
 /// never serves a broken pair: the old one stays until both files agree.
+///
+/// With an OCSP response file, the response is stapled while it is fit (see [`crate::ocsp`]); a
+/// new response file is picked up like a new certificate, and a stapled response that expires is
+/// dropped at the next check.
 pub struct ReloadingCert {
     cert_file: PathBuf,
     key_file: PathBuf,
+    ocsp_file: Option<PathBuf>,
     provider: Arc<CryptoProvider>,
-    current: RwLock<(Arc<CertifiedKey>, Stamp, Stamp)>,
+    current: RwLock<Loaded>,
+}
+
+/// What is served now, and the file versions it came from.
+struct Loaded {
+    key: Arc<CertifiedKey>,
+    stamps: [Stamp; 3],
+    /// Until when the stapled OCSP response is current.
+    staple_until: Option<Duration>,
 }
 
 impl std::fmt::Debug for ReloadingCert {
@@ -124,30 +139,60 @@ impl std::fmt::Debug for ReloadingCert {
     }
 }
 
+fn since_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 impl ReloadingCert {
     pub fn load(cert_file: &Path, key_file: &Path, provider: Arc<CryptoProvider>) -> Result<Self> {
-        let (cs, ks) = (stamp(cert_file), stamp(key_file));
-        let key = load_certified_key(cert_file, key_file, &provider)?;
+        Self::load_with_ocsp(cert_file, key_file, None, provider)
+    }
+
+    /// Like [`ReloadingCert::load`], stapling the DER OCSP response in `ocsp_file` when fit.
+    pub fn load_with_ocsp(
+        cert_file: &Path,
+        key_file: &Path,
+        ocsp_file: Option<&Path>,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self> {
         Ok(ReloadingCert {
+            current: RwLock::new(load_pair(cert_file, key_file, ocsp_file, &provider)?),
             cert_file: cert_file.to_owned(),
             key_file: key_file.to_owned(),
+            ocsp_file: ocsp_file.map(Path::to_owned),
             provider,
-            current: RwLock::new((Arc::new(key), cs, ks)),
         })
     }
 
-    /// Reloads when either file changed; returns whether a new certificate is now served.
+    fn read_files(&self) -> Result<Loaded> {
+        load_pair(
+            &self.cert_file,
+            &self.key_file,
+            self.ocsp_file.as_deref(),
+            &self.provider,
+        )
+    }
+
+    /// Reloads when a file changed or the stapled response expired; returns whether a new
+    /// certificate (or staple) is now served.
     pub fn reload_if_changed(&self) -> Result<bool> {
-        let (cs, ks) = (stamp(&self.cert_file), stamp(&self.key_file));
+        let stamps = stamps_of(&self.cert_file, &self.key_file, self.ocsp_file.as_deref());
         {
             let current = self.current.read().expect("certificate lock");
-            if current.1 == cs && current.2 == ks {
+            let staple_expired = current.staple_until.is_some_and(|t| t <= since_epoch());
+            if current.stamps == stamps && !staple_expired {
                 return Ok(false);
             }
         }
-        let key = load_certified_key(&self.cert_file, &self.key_file, &self.provider)?;
-        *self.current.write().expect("certificate lock") = (Arc::new(key), cs, ks);
+        let loaded = self.read_files()?;
+        *self.current.write().expect("certificate lock") = loaded;
         Ok(true)
+    }
+
+    fn served(&self) -> Arc<CertifiedKey> {
+        self.current.read().expect("certificate lock").key.clone()
     }
 
     /// Checks the files every `interval` for as long as the process runs.
@@ -174,9 +219,62 @@ impl ReloadingCert {
     }
 }
 
+fn stamps_of(cert: &Path, key: &Path, ocsp: Option<&Path>) -> [Stamp; 3] {
+    [stamp(cert), stamp(key), ocsp.and_then(stamp)]
+}
+
+fn load_pair(
+    cert: &Path,
+    key: &Path,
+    ocsp: Option<&Path>,
+    provider: &CryptoProvider,
+) -> Result<Loaded> {
+    let stamps = stamps_of(cert, key, ocsp);
+    let mut certified = load_certified_key(cert, key, provider)?;
+    let staple_until = ocsp.and_then(|file| attach_staple(file, &mut certified));
+    Ok(Loaded {
+        key: Arc::new(certified),
+        stamps,
+        staple_until,
+    })
+}
+
+/// Staples the OCSP response in `file` to `key` if it is fit; returns until when it is current.
+fn attach_staple(file: &Path, key: &mut CertifiedKey) -> Option<Duration> {
+    let response = match std::fs::read(file) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "no OCSP response stapled: cannot read the file");
+            return None;
+        }
+    };
+    let leaf = key.end_entity_cert().ok()?;
+    match crate::ocsp::fit_to_staple(&response, leaf, since_epoch()) {
+        Ok(until) => {
+            key.ocsp = Some(response);
+            Some(until)
+        }
+        Err(why) => {
+            tracing::warn!(file = %file.display(), reason = %why, "no OCSP response stapled");
+            None
+        }
+    }
+}
+
+/// The edge's client certificate towards core: renewed files are used for new connections.
+impl ResolvesClientCert for ReloadingCert {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.served())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().expect("certificate lock").0.clone())
+        Some(self.served())
     }
 }
 
@@ -195,21 +293,20 @@ pub fn server_provider(allow_tls12: bool) -> Arc<CryptoProvider> {
     provider(allow_tls12)
 }
 
-/// The edge's client side towards core: TLS 1.3, core's CA only, the edge's client certificate.
-pub fn core_client_config(ca_file: &Path, cert: &Path, key: &Path) -> Result<ClientConfig> {
+/// The edge's client side towards core: TLS 1.3, core's CA only, the edge's client certificate
+/// (followed on disk by `client_cert`).
+pub fn core_client_config(ca_file: &Path, client_cert: Arc<ReloadingCert>) -> Result<ClientConfig> {
     // No ALPN here: the HTTP client sets it (HTTP/1.1 only).
     let config = ClientConfig::builder_with_provider(provider(false))
         .with_protocol_versions(versions(false))?
         .with_root_certificates(read_roots(ca_file)?)
-        .with_client_auth_cert(read_chain(cert)?, read_key(key)?)
-        .with_context(|| {
-            format!(
-                "the key in {} does not belong to {}",
-                key.display(),
-                cert.display()
-            )
-        })?;
+        .with_client_cert_resolver(client_cert);
     Ok(config)
+}
+
+/// The provider of the edge's client side (its client certificate is loaded with it).
+pub fn client_provider() -> Arc<CryptoProvider> {
+    provider(false)
 }
 
 /// Core's internal listener: TLS 1.3 and a client certificate from `client_ca` is required (an
@@ -246,6 +343,11 @@ pub fn internal_server_config(
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(cert);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No session resumption: a resumed session skips the client certificate, so an expired or
+    // replaced certificate would keep working until the ticket ran out. Every connection proves
+    // itself; the edge keeps its connections pooled, so full handshakes are rare.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 

@@ -24,6 +24,8 @@ pub struct Pki {
     /// The CA certificate (PEM file), the trust anchor to configure.
     pub ca_file: PathBuf,
     pub ca_pem: String,
+    /// The CA's private key (PEM, mode 0600), e.g. to sign OCSP responses with `openssl ocsp`.
+    pub ca_key_file: PathBuf,
     issuer: Issuer<'static, KeyPair>,
     serial: AtomicUsize,
 }
@@ -49,9 +51,12 @@ impl Pki {
         let cert = params.self_signed(&key).expect("CA certificate");
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, cert.pem()).expect("write CA");
+        let ca_key_file = dir.path().join("ca-key.pem");
+        write_private(&ca_key_file, &key.serialize_pem());
         Pki {
             dir,
             ca_file,
+            ca_key_file,
             ca_pem: cert.pem(),
             issuer: Issuer::new(params, key),
             serial: AtomicUsize::new(0),

@@ -87,8 +87,8 @@ impl Site {
     /// The same, with more environment (e.g. `KIOREX_CORE__INTERNAL__LISTEN`).
     pub fn serve_with(&self, env: &[(String, String)]) -> Core {
         let port = crate::free_port();
-        let log =
-            std::fs::File::create(self.dir.path().join(format!("core-{port}.log"))).expect("log");
+        let log_path = self.dir.path().join(format!("core-{port}.log"));
+        let log = std::fs::File::create(&log_path).expect("log");
         let child = self
             .command(&["serve", "core"])
             .env("KIOREX_SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -100,6 +100,7 @@ impl Site {
         let core = Core {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            log: log_path,
         };
         let ready = crate::wait_until(Duration::from_secs(30), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -142,6 +143,8 @@ impl Finished {
 pub struct Core {
     child: Child,
     pub base: String,
+    /// Where its standard output and error go.
+    pub log: std::path::PathBuf,
 }
 
 impl Core {

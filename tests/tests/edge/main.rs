@@ -4,6 +4,7 @@
 
 mod limits;
 mod mtls;
+mod ocsp;
 mod rotation;
 mod routes;
 mod sslyze;
