@@ -5,6 +5,7 @@
 //! run again: what exists is reused.
 
 mod pki;
+mod zones;
 
 use crate::Output;
 use anyhow::{Context, Result, bail};
@@ -39,6 +40,17 @@ pub struct UpArgs {
     /// Do not start the edge.
     #[arg(long)]
     no_edge: bool,
+    /// When run as root: the system user the edge runs as (created if missing). The zone
+    /// firewall tells the edge apart from the other roles by it.
+    #[arg(long, default_value = "kiorex-edge")]
+    edge_user: String,
+    /// When run as root: the system user core (and the worker) run as (created if missing).
+    #[arg(long, default_value = "kiorex")]
+    core_user: String,
+    /// The zone firewall (nftables table `inet kiorex_zones`): `auto` loads it when run as root,
+    /// `load` insists, `write` only writes the file for the administrator to load.
+    #[arg(long, value_enum, default_value = "auto")]
+    firewall: zones::Firewall,
     /// Synthetic patients (with encounters, vitals, diagnoses …) to load on first start; 0 for none.
     #[arg(long, default_value_t = 300)]
     demo_patients: usize,
@@ -102,6 +114,7 @@ pub fn run(args: UpArgs) -> Result<()> {
     let progress = Steps::new(args.output == Output::Text);
     let kiorex = kiorex_binary(args.kiorex_bin.clone())?;
     let bin = postgres_bin()?;
+    let accounts = role_accounts(&args, &layout, &kiorex)?;
 
     progress.step("PostgreSQL");
     let database_url = start_postgres(&layout, &bin)?;
@@ -150,8 +163,9 @@ pub fn run(args: UpArgs) -> Result<()> {
         ],
     )?;
 
+    hand_over_files(&layout, &certs, &key, &accounts)?;
     progress.step("core");
-    let mut core = env.start_core(&kiorex, &layout, args.detach)?;
+    let mut core = env.start_core(&kiorex, &layout, args.detach, accounts.core.as_ref())?;
     let base = format!(
         "http://{}:{}",
         if args.listen == "0.0.0.0" {
@@ -162,11 +176,25 @@ pub fn run(args: UpArgs) -> Result<()> {
         args.port
     );
     wait_ready(&base, &mut core, "core")?;
-    write_ruleset(&args, &layout)?;
+    write_ruleset(&args, &layout, &accounts)?;
+    let firewall_loaded = match zones::apply(args.firewall, &layout.ruleset(), &accounts) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            terminate(&mut core);
+            return Err(e);
+        }
+    };
     let mut edge = None;
     if !args.no_edge {
         progress.step("edge");
-        let mut child = start_edge(&kiorex, &layout, &args, &certs, &public_key)?;
+        let mut child = start_edge(
+            &kiorex,
+            &layout,
+            &args,
+            &certs,
+            &public_key,
+            accounts.edge.as_ref(),
+        )?;
         let health = format!("http://127.0.0.1:{}", args.edge_admin_port);
         if let Err(e) = wait_ready(&health, &mut child, "edge") {
             terminate(&mut core);
@@ -185,7 +213,7 @@ pub fn run(args: UpArgs) -> Result<()> {
         )?;
         std::fs::write(&marker, args.demo_patients.to_string())?;
     }
-    report(&args, &layout, &base, &password);
+    report(&args, &layout, &base, &password, &accounts, firewall_loaded);
     if args.detach {
         std::fs::write(layout.core_pid(), core.id().to_string())?;
         if let Some(edge) = &edge {
@@ -223,19 +251,30 @@ impl Steps {
     }
 }
 
-fn report(args: &UpArgs, layout: &Layout, base: &str, password: &str) {
+fn report(
+    args: &UpArgs,
+    layout: &Layout,
+    base: &str,
+    password: &str,
+    accounts: &zones::RoleAccounts,
+    firewall_loaded: bool,
+) {
     let password_file = layout.secrets().join("admin-password");
     let edge = (!args.no_edge).then(|| format!("https://localhost:{}", args.edge_port));
+    let user_of = |a: &Option<zones::Account>| a.as_ref().map(|a| a.name.clone());
     match args.output {
         Output::Json => println!(
             "{}",
             json!({"url": base, "fhir": format!("{base}/fhir"), "openapi": format!("{base}/api/v1/openapi.json"),
                    "username": ADMIN, "password_file": password_file, "facility": FACILITY_CODE, "data_dir": layout.root, "detached": args.detach,
-                   "edge": edge, "edge_ca_file": layout.pki().join("public-ca.pem"), "nftables_ruleset": layout.ruleset()})
+                   "edge": edge, "edge_ca_file": layout.pki().join("public-ca.pem"), "nftables_ruleset": layout.ruleset(),
+                   "firewall_loaded": firewall_loaded, "portal": format!("{base}/"),
+                   "role_users": {"edge": user_of(&accounts.edge), "core": user_of(&accounts.core)}})
         ),
         Output::Text => {
             println!();
             println!("Kiorex is running (single node).");
+            println!("  Staff portal:  {base}/");
             println!("  Core API:      {base}   (health: {base}/health/ready)");
             println!("  FHIR R4:       {base}/fhir/metadata");
             println!("  REST OpenAPI:  {base}/api/v1/openapi.json");
@@ -255,10 +294,19 @@ fn report(args: &UpArgs, layout: &Layout, base: &str, password: &str) {
                     layout.pki().join("public-ca.pem").display()
                 );
             }
-            println!(
-                "  Zone firewall: {}   (apply with: sudo nft -f <that file>)",
-                layout.ruleset().display()
-            );
+            if firewall_loaded {
+                println!(
+                    "  Zone firewall: loaded (nftables table inet {}; edge runs as {}, core as {})",
+                    kiorex_zones::TABLE,
+                    user_of(&accounts.edge).unwrap_or_default(),
+                    user_of(&accounts.core).unwrap_or_default()
+                );
+            } else {
+                println!(
+                    "  Zone firewall: {}   (not loaded; as root: sudo kiorexctl up, or sudo nft -f <that file>)",
+                    layout.ruleset().display()
+                );
+            }
             println!("  Data and logs: {}", layout.root.display());
             if args.detach {
                 println!(
@@ -554,6 +602,64 @@ fn write_public_key(private: &Path, public: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The roles' own users when run as root and they can reach the data directory and the binary.
+/// If they cannot (a clone under a private home, say), `auto` runs every role as root with a
+/// warning and does not load the firewall; `load` refuses.
+fn role_accounts(args: &UpArgs, layout: &Layout, kiorex: &Path) -> Result<zones::RoleAccounts> {
+    if !zones::is_root() {
+        return Ok(zones::RoleAccounts::default());
+    }
+    std::fs::set_permissions(&layout.root, std::fs::Permissions::from_mode(0o711))?;
+    let reachable =
+        zones::reachable_by_roles(&layout.pki()).and_then(|()| zones::reachable_by_roles(kiorex));
+    match reachable {
+        Ok(()) => zones::role_accounts(&args.edge_user, &args.core_user),
+        Err(e) if args.firewall != zones::Firewall::Load => {
+            eprintln!(
+                "warning: every role runs as root and the zone firewall is not loaded: {e:#}"
+            );
+            Ok(zones::RoleAccounts::default())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives each role the files it needs and no others (as root only): core its token-signing key
+/// and internal certificate key, the edge its certificate keys; the PostgreSQL socket directory
+/// opens to core's group only, so the edge's user cannot even knock on the database.
+fn hand_over_files(
+    layout: &Layout,
+    certs: &pki::Files,
+    signing_key: &Path,
+    accounts: &zones::RoleAccounts,
+) -> Result<()> {
+    let (Some(core), Some(edge)) = (accounts.core.as_ref(), accounts.edge.as_ref()) else {
+        return Ok(());
+    };
+    for dir in [layout.secrets(), layout.pki()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+    }
+    zones::hand_over(signing_key, Some(core), 0o600)?;
+    zones::hand_over(&certs.core_key, Some(core), 0o600)?;
+    zones::hand_over(&certs.edge_key, Some(edge), 0o600)?;
+    zones::hand_over(&certs.edge_client_key, Some(edge), 0o600)?;
+    for public in [
+        &certs.internal_ca,
+        &certs.core_cert,
+        &certs.edge_cert,
+        &certs.edge_client_cert,
+        &certs.public_ca,
+        &layout.secrets().join("token-public-key.pem"),
+    ] {
+        std::fs::set_permissions(public, std::fs::Permissions::from_mode(0o644))?;
+    }
+    if let Some(postgres) = postgres_user() {
+        std::os::unix::fs::chown(layout.pg_run(), Some(postgres.0), Some(core.gid))?;
+        std::fs::set_permissions(layout.pg_run(), std::fs::Permissions::from_mode(0o750))?;
+    }
+    Ok(())
+}
+
 /// `kiorex serve edge` with its own environment: no database URL, no signing key.
 fn start_edge(
     kiorex: &Path,
@@ -561,6 +667,7 @@ fn start_edge(
     args: &UpArgs,
     certs: &pki::Files,
     public_key: &Path,
+    account: Option<&zones::Account>,
 ) -> Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -591,18 +698,20 @@ fn start_edge(
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
+    if let Some(account) = account {
+        cmd.uid(account.uid).gid(account.gid);
+    }
     if args.detach {
         cmd.process_group(0);
     }
     Ok(cmd.spawn()?)
 }
 
-/// Writes the zone ruleset for this host. On one host every role runs as this user, so the
-/// ruleset keys on ports seen from outside: the edge's TLS port is open, core's LAN port only to
-/// private networks and only when core listens beyond loopback, every other Kiorex port is
-/// closed to anything but loopback. It is written, not loaded: loading a firewall is the
-/// administrator's decision (`sudo nft -f`).
-fn write_ruleset(args: &UpArgs, layout: &Layout) -> Result<()> {
+/// Writes the zone ruleset for this host (see [`zones`]). From outside, the edge's TLS port is
+/// open, core's LAN port only to private networks and only when core listens beyond loopback,
+/// every other Kiorex port closed to anything but loopback; on the host, the edge's and the data
+/// services' users may connect only where their zones may.
+fn write_ruleset(args: &UpArgs, layout: &Layout, accounts: &zones::RoleAccounts) -> Result<()> {
     use kiorex_zones::{Keying, Plan, Service};
     let mut listeners = Plan::standard_listeners();
     listeners.retain(|l| l.service != Service::Postgres); // a Unix socket here, not TCP
@@ -626,7 +735,7 @@ fn write_ruleset(args: &UpArgs, layout: &Layout) -> Result<()> {
     let ruleset = kiorex_zones::render(&Plan {
         listeners,
         keying: Keying::SocketOwner {
-            owners: Vec::new(),
+            owners: zones::owners(accounts),
             lan,
         },
     });
@@ -661,13 +770,22 @@ impl CoreEnv {
         Ok(())
     }
 
-    fn start_core(&self, kiorex: &Path, layout: &Layout, detach: bool) -> Result<Child> {
+    fn start_core(
+        &self,
+        kiorex: &Path,
+        layout: &Layout,
+        detach: bool,
+        account: Option<&zones::Account>,
+    ) -> Result<Child> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(layout.logs().join("core.log"))?;
         let mut cmd = self.command(kiorex, &["serve", "core"]);
         cmd.stdout(log.try_clone()?).stderr(log);
+        if let Some(account) = account {
+            cmd.uid(account.uid).gid(account.gid);
+        }
         if detach {
             // Its own process group: Ctrl-C in this terminal later does not stop it.
             cmd.process_group(0);
@@ -801,6 +919,7 @@ fn stop(layout: &Layout, args: &UpArgs) -> Result<()> {
             let _ = std::fs::remove_file(&pid_file);
         }
     }
+    zones::unload(&layout.ruleset());
     stop_postgres(layout, &postgres_bin()?);
     match args.output {
         Output::Json => println!("{}", json!({"stopped": true})),

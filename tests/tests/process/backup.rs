@@ -35,6 +35,13 @@ impl Appliance<'_> {
             &kiorex_testkit::free_port().to_string(),
             "--edge-admin-port",
             &kiorex_testkit::free_port().to_string(),
+            // Existing unprivileged accounts for the roles; the firewall stays out of the host.
+            "--edge-user",
+            "nobody",
+            "--core-user",
+            "daemon",
+            "--firewall",
+            "write",
             "--output",
             "json",
         ]);

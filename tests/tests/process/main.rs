@@ -286,6 +286,15 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
             &internal_port,
             "--edge-admin-port",
             &edge_admin_port,
+            // As root the roles run as their own users; these existing accounts keep the host's
+            // user database untouched, and the firewall is written, not loaded into the host
+            // (the zones test loads it in a namespace of its own).
+            "--edge-user",
+            "nobody",
+            "--core-user",
+            "daemon",
+            "--firewall",
+            "write",
             "--output",
             "json",
         ];

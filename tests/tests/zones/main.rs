@@ -4,6 +4,8 @@
 //! Every namespace, link and address is created here, named after this process, and removed on
 //! drop.
 
+mod single_node;
+
 use kiorex_zones::{Keying, Plan, Zone};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
