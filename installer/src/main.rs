@@ -23,6 +23,7 @@ mod status;
 mod support;
 mod tlsprobe;
 mod up;
+mod zones_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -94,6 +95,11 @@ enum Command {
     /// Run Kiorex on this machine alone (single-node mode) with a local PostgreSQL, demo data and
     /// a demo administrator. Stops everything on Ctrl-C; data stays in the data directory.
     Up(up::UpArgs),
+    /// Write the nftables ruleset that keeps the zones apart on one host whose roles run under
+    /// systemd as their own users: the edge may reach only core's internal port, and from outside
+    /// only the edge's TLS port (and core's LAN port from --lan networks) is open. Load it with
+    /// the kiorex-zones systemd unit or `nft -f`.
+    Zones(zones_cmd::ZonesArgs),
 }
 
 fn main() {
@@ -119,6 +125,7 @@ fn main() {
         Command::RotateCerts(args) => rotate::run(args),
         Command::SupportBundle(args) => support::run(args),
         Command::Up(args) => up::run(args),
+        Command::Zones(args) => zones_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("kiorexctl: {e:#}");

@@ -5,7 +5,7 @@
 //! run again: what exists is reused.
 
 mod pki;
-mod zones;
+pub mod zones;
 
 use crate::Output;
 use anyhow::{Context, Result, bail};
@@ -712,33 +712,21 @@ fn start_edge(
 /// every other Kiorex port closed to anything but loopback; on the host, the edge's and the data
 /// services' users may connect only where their zones may.
 fn write_ruleset(args: &UpArgs, layout: &Layout, accounts: &zones::RoleAccounts) -> Result<()> {
-    use kiorex_zones::{Keying, Plan, Service};
-    let mut listeners = Plan::standard_listeners();
-    listeners.retain(|l| l.service != Service::Postgres); // a Unix socket here, not TCP
-    for l in &mut listeners {
-        match l.service {
-            Service::EdgeTls => l.port = args.edge_port,
-            Service::CoreInternal => l.port = args.internal_port,
-            Service::CoreLan => l.port = args.port,
-            Service::Metrics => l.port = args.edge_admin_port,
-            _ => {}
-        }
-    }
     let loopback = args.listen.starts_with("127.") || args.listen == "::1";
-    let lan = if loopback {
-        Vec::new()
-    } else {
-        ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
-            .map(String::from)
-            .to_vec()
-    };
-    let ruleset = kiorex_zones::render(&Plan {
-        listeners,
-        keying: Keying::SocketOwner {
-            owners: zones::owners(accounts),
-            lan,
+    let ruleset = zones::single_host_ruleset(
+        &zones::HostPorts {
+            edge: args.edge_port,
+            core_internal: args.internal_port,
+            core_lan: args.port,
+            edge_admin: args.edge_admin_port,
         },
-    });
+        zones::owners(accounts),
+        if loopback {
+            Vec::new()
+        } else {
+            zones::private_networks()
+        },
+    );
     let file = layout.ruleset();
     std::fs::create_dir_all(file.parent().context("ruleset directory")?)?;
     std::fs::write(&file, ruleset)?;

@@ -201,3 +201,44 @@ pub fn unload(ruleset: &Path) {
         let _ = std::fs::remove_file(marker);
     }
 }
+
+/// The ports of the roles on one host.
+#[derive(Debug, Clone, Copy)]
+pub struct HostPorts {
+    pub edge: u16,
+    pub core_internal: u16,
+    pub core_lan: u16,
+    pub edge_admin: u16,
+}
+
+/// The RFC 1918 networks: "the LAN" when core's LAN port is opened beyond loopback.
+pub fn private_networks() -> Vec<String> {
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// The socket-owner ruleset for one host with these ports, limiting `owners`' connections and
+/// opening core's LAN port to `lan` (none: loopback only). PostgreSQL has no TCP listener here.
+pub fn single_host_ruleset(
+    ports: &HostPorts,
+    owners: Vec<(kiorex_zones::Zone, u32)>,
+    lan: Vec<String>,
+) -> String {
+    use kiorex_zones::{Keying, Plan, Service};
+    let mut listeners = Plan::standard_listeners();
+    listeners.retain(|l| l.service != Service::Postgres);
+    for l in &mut listeners {
+        match l.service {
+            Service::EdgeTls => l.port = ports.edge,
+            Service::CoreInternal => l.port = ports.core_internal,
+            Service::CoreLan => l.port = ports.core_lan,
+            Service::Metrics => l.port = ports.edge_admin,
+            _ => {}
+        }
+    }
+    kiorex_zones::render(&Plan {
+        listeners,
+        keying: Keying::SocketOwner { owners, lan },
+    })
+}

@@ -8,6 +8,7 @@ mod preflight;
 mod render;
 mod status;
 mod support;
+mod systemd;
 
 use std::path::Path;
 use std::process::Command;
@@ -65,6 +66,7 @@ fn every_command_explains_itself() {
         &["restore", "--help"],
         &["support-bundle", "--help"],
         &["up", "--help"],
+        &["zones", "--help"],
     ] {
         let run = kiorexctl(dir.path(), args);
         assert_eq!(run.status, 0, "{args:?}: {}", run.stderr);
