@@ -13,6 +13,8 @@ pub struct DocumentSite {
     /// clamd `host:port`.
     pub clamd: String,
     pub max_upload_bytes: u64,
+    /// `scan.hold_when_unavailable`: hold uploads while clamd is down.
+    pub hold_unscanned: bool,
 }
 
 impl Default for DocumentSite {
@@ -21,6 +23,7 @@ impl Default for DocumentSite {
             endpoint: crate::ceph().endpoint(),
             clamd: crate::clamav().address(),
             max_upload_bytes: 64 * 1024 * 1024,
+            hold_unscanned: false,
         }
     }
 }
@@ -61,6 +64,7 @@ pub async fn documents_on(site: DocumentSite) -> (TestApp, Objects) {
             max_bytes: site.max_upload_bytes,
         },
         retention_days: 30,
+        hold_unscanned: site.hold_unscanned,
     };
     let app = TestApp::spawn_with_documents(Some(objects.clone())).await;
     (app, objects)

@@ -58,6 +58,7 @@ struct RawObjects {
 struct RawScan {
     clamd: Option<String>,
     timeout_seconds: Option<i64>,
+    hold_when_unavailable: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -240,6 +241,12 @@ pub const KEYS: &[KeyDoc] = &[
         secret: false,
         meaning: "How long a scan may take before the upload is refused as retryable (1 to 3600).",
     },
+    KeyDoc {
+        key: "scan.hold_when_unavailable",
+        default: "false",
+        secret: false,
+        meaning: "With clamd unreachable, hold uploads sealed in the quarantine bucket (202, not in the record) until `kiorex objects rescan` scans them, instead of refusing them with 503 KX-DOC-503.",
+    },
 ];
 
 /// Every key: the core ones and those of each feature's section.
@@ -311,6 +318,8 @@ pub struct ObjectsConfig {
     pub spool_dir: Option<PathBuf>,
     pub clamd: String,
     pub scan_timeout_seconds: u64,
+    /// `scan.hold_when_unavailable`.
+    pub hold_when_unavailable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -665,6 +674,7 @@ fn objects(errors: &mut Vec<ConfigError>, raw: RawObjects, scan: RawScan) -> Opt
         spool_dir: raw.spool_dir,
         clamd: scan.clamd.unwrap_or_else(|| "127.0.0.1:3310".into()),
         scan_timeout_seconds: scan_timeout_seconds as u64,
+        hold_when_unavailable: scan.hold_when_unavailable.unwrap_or(false),
     })
 }
 
@@ -918,6 +928,7 @@ mod tests {
                 "objects.key_encryption_keys" => "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
                 "objects.max_upload_bytes" => "4096",
                 "scan.clamd" => "127.0.0.1:3310",
+                "scan.hold_when_unavailable" => "true",
                 "edge.listen" | "edge.admin_listen" => "127.0.0.1:9443",
                 "edge.allow_tls12" => "true",
                 "edge.core_url" => "https://127.0.0.1:9444",

@@ -126,6 +126,14 @@ enum ObjectsCommand {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Scan the uploads held while the virus scanner was unavailable (scan.hold_when_unavailable):
+    /// clean ones are added to the patient's record, infected ones stay in quarantine (audited,
+    /// alert). Stops early, leaving the rest held, when clamd still does not answer; exits 3
+    /// then. Safe to run at any time and from a timer (several at once take different files).
+    Rescan {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Add a new key-encryption key to a keyring file (created with mode 0600). Put its line
     /// first to make it current; keep the old lines so existing documents stay readable.
     NewKek {
@@ -485,6 +493,9 @@ fn identity_checks(
 fn objects_command(config: &config::Config, command: ObjectsCommand) -> Result<()> {
     let (dry_run, grace_minutes, output) = match command {
         ObjectsCommand::NewKek { .. } => unreachable!("handled before the configuration is read"),
+        ObjectsCommand::Rescan { output } => {
+            return objects::rescan(config, &operator(), output == Output::Json);
+        }
         ObjectsCommand::Gc {
             dry_run,
             grace_minutes,

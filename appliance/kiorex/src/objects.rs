@@ -32,6 +32,7 @@ pub fn build(config: &ObjectsConfig) -> Result<Objects> {
             max_bytes: config.max_upload_bytes,
         },
         retention_days: config.retention_days,
+        hold_unscanned: config.hold_when_unavailable,
     })
 }
 
@@ -72,5 +73,57 @@ pub fn new_kek(id: &str, out: &std::path::Path) -> Result<()> {
         .open(out)
         .with_context(|| format!("cannot write {}", out.display()))?;
     writeln!(file, "{line}")?;
+    Ok(())
+}
+
+/// `kiorex objects rescan`: scans held uploads; exit status 3 when clamd still does not answer
+/// and files remain held (so a timer's failure shows in `systemctl status`).
+pub fn rescan(config: &crate::config::Config, actor: &str, json: bool) -> Result<()> {
+    let objects_config = config.objects.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("documents are not configured: set objects.endpoint (KX-DOC-501)")
+    })?;
+    let built = build(objects_config)?;
+    let store = kiorex_store::Store::connect(&config.database_url, 2)
+        .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL (KX-DB-001): {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let report = runtime
+        .block_on(kiorex_api::documents::holds::rescan(
+            &store,
+            &built,
+            actor,
+            |done| {
+                if !json {
+                    let document = done
+                        .document
+                        .map(|d| format!(" as document {d}"))
+                        .unwrap_or_default();
+                    println!(
+                        "{:<9} hold {}{document} {}",
+                        done.outcome, done.hold, done.detail
+                    );
+                }
+            },
+        ))
+        .map_err(|e| anyhow::anyhow!("the rescan failed (KX-OBJ-503): {e}"))?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} held uploads decided, {} still held{}",
+            report.decided.len(),
+            report.pending,
+            if report.scanner_unavailable {
+                " (the virus scanner is still unavailable, KX-DOC-503)"
+            } else {
+                ""
+            }
+        );
+    }
+    if report.scanner_unavailable {
+        std::process::exit(3);
+    }
     Ok(())
 }

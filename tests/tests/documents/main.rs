@@ -6,6 +6,7 @@ mod access;
 mod cli;
 mod failures;
 mod fhir;
+mod holds;
 mod lifecycle;
 
 use kiorex_testkit::{TestApp, User};
