@@ -7,6 +7,7 @@
 
 pub mod fhir;
 pub mod holds;
+pub mod purge;
 pub mod range;
 pub mod routes;
 

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod sniff;
 pub mod spool;
 pub mod store;
+pub mod versions;
 
 pub use clamd::{Clamd, ScanError, Verdict};
 pub use keys::{DataKey, KeyError, Keyring, WrappedKey};

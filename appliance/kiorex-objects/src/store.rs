@@ -9,6 +9,7 @@ use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::request::Request;
 use s3::{Bucket, BucketConfiguration, Region};
+use std::collections::HashMap;
 use std::path::Path;
 use std::pin::Pin;
 
@@ -195,6 +196,66 @@ impl ObjectStore {
 
     pub async fn delete(&self, shelf: Shelf, object_key: &str) -> Result<(), ObjectError> {
         self.bucket(shelf).delete_object(object_key).await?;
+        Ok(())
+    }
+
+    /// Every stored version and delete marker of objects whose key starts with `prefix`.
+    pub async fn versions(
+        &self,
+        shelf: Shelf,
+        prefix: &str,
+    ) -> Result<Vec<crate::versions::ObjectVersion>, ObjectError> {
+        let mut all = Vec::new();
+        let mut marker: Option<(String, String)> = None;
+        loop {
+            let mut query = HashMap::from([
+                ("versions".to_owned(), String::new()),
+                ("prefix".to_owned(), prefix.to_owned()),
+            ]);
+            if let Some((key, version)) = marker.take() {
+                query.insert("key-marker".into(), key);
+                query.insert("version-id-marker".into(), version);
+            }
+            // A GET on the bucket itself with `?versions`: rust-s3 signs the extra query.
+            let listing = self
+                .bucket(shelf)
+                .with_extra_query(query)?
+                .get_object("/")
+                .await?;
+            let page =
+                crate::versions::parse_version_page(&String::from_utf8_lossy(listing.as_slice()))
+                    .map_err(ObjectError::Unavailable)?;
+            all.extend(page.versions);
+            match page.next {
+                Some(next) => marker = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Removes one version (or delete marker) for good: no delete marker is left behind.
+    pub async fn delete_version(
+        &self,
+        shelf: Shelf,
+        object_key: &str,
+        version_id: &str,
+    ) -> Result<(), ObjectError> {
+        let query = HashMap::from([("versionId".to_owned(), version_id.to_owned())]);
+        self.bucket(shelf)
+            .with_extra_query(query)?
+            .delete_object(object_key)
+            .await?;
+        Ok(())
+    }
+
+    /// Turns bucket versioning on (the installer does it with `ceph-config/apply.sh`; tests here).
+    pub async fn enable_versioning(&self, shelf: Shelf) -> Result<(), ObjectError> {
+        let body = r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#;
+        let query = HashMap::from([("versioning".to_owned(), String::new())]);
+        self.bucket(shelf)
+            .with_extra_query(query)?
+            .put_object_with_content_type("/", body.as_bytes(), "application/xml")
+            .await?;
         Ok(())
     }
 

@@ -78,7 +78,8 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Documents in the object store: orphan sweep, key-encryption keys.
+    /// Documents in the object store: orphan sweep, rescan of held uploads, purge after the
+    /// retention period, key-encryption keys.
     Objects {
         #[command(subcommand)]
         command: ObjectsCommand,
@@ -131,6 +132,17 @@ enum ObjectsCommand {
     /// alert). Stops early, leaving the rest held, when clamd still does not answer; exits 3
     /// then. Safe to run at any time and from a timer (several at once take different files).
     Rescan {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Remove for good the documents deleted longer ago than objects.retention_days: every
+    /// version of their objects in the object store; their rows stay as a tombstone (which
+    /// document, when deleted, purged when and by whom; no title, file name, text or key),
+    /// with an audit entry each. Without --apply, only shows what would go.
+    Purge {
+        /// Remove them; without it, nothing is changed (a dry run).
+        #[arg(long)]
+        apply: bool,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -495,6 +507,9 @@ fn objects_command(config: &config::Config, command: ObjectsCommand) -> Result<(
         ObjectsCommand::NewKek { .. } => unreachable!("handled before the configuration is read"),
         ObjectsCommand::Rescan { output } => {
             return objects::rescan(config, &operator(), output == Output::Json);
+        }
+        ObjectsCommand::Purge { apply, output } => {
+            return objects::purge(config, &operator(), apply, output == Output::Json);
         }
         ObjectsCommand::Gc {
             dry_run,

@@ -76,20 +76,75 @@ pub fn new_kek(id: &str, out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// `kiorex objects rescan`: scans held uploads; exit status 3 when clamd still does not answer
-/// and files remain held (so a timer's failure shows in `systemctl status`).
-pub fn rescan(config: &crate::config::Config, actor: &str, json: bool) -> Result<()> {
+/// The document services and a small pool, for a command-line task.
+fn for_task(config: &crate::config::Config) -> Result<(Objects, kiorex_store::Store)> {
     let objects_config = config.objects.as_ref().ok_or_else(|| {
         anyhow::anyhow!("documents are not configured: set objects.endpoint (KX-DOC-501)")
     })?;
     let built = build(objects_config)?;
     let store = kiorex_store::Store::connect(&config.database_url, 2)
         .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL (KX-DB-001): {e}"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    Ok((built, store))
+}
+
+fn task_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
-        .build()?;
-    let report = runtime
+        .build()?)
+}
+
+/// `kiorex objects purge`: a dry run unless `apply`; progress on stderr in text mode.
+pub fn purge(config: &crate::config::Config, actor: &str, apply: bool, json: bool) -> Result<()> {
+    let (built, store) = for_task(config)?;
+    let report = task_runtime()?
+        .block_on(kiorex_api::documents::purge::purge(
+            &store,
+            &built,
+            actor,
+            chrono::Utc::now(),
+            !apply,
+            |n, total, done| {
+                if !json {
+                    let verb = if apply { "purged" } else { "would purge" };
+                    eprintln!(
+                        "[{n}/{total}] {verb} document {} (deleted {}, {} versions, {} object versions removed)",
+                        done.document,
+                        done.deleted_at.map(|d| d.to_rfc3339()).unwrap_or_default(),
+                        done.versions,
+                        done.object_versions_removed
+                    );
+                }
+            },
+        ))
+        .map_err(|e| {
+            anyhow::anyhow!("the purge stopped (KX-OBJ-503): {e}; what was done is kept, run it again")
+        })?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else if apply {
+        println!(
+            "{} documents deleted before {} purged ({} object versions removed)",
+            report.documents.len(),
+            report.cutoff.to_rfc3339(),
+            report.object_versions_removed
+        );
+    } else {
+        println!(
+            "{} documents deleted before {} (retention {} days) would be purged; nothing was changed. Run with --apply to purge them.",
+            report.documents.len(),
+            report.cutoff.to_rfc3339(),
+            report.retention_days
+        );
+    }
+    Ok(())
+}
+
+/// `kiorex objects rescan`: scans held uploads; exit status 3 when clamd still does not answer
+/// and files remain held (so a timer's failure shows in `systemctl status`).
+pub fn rescan(config: &crate::config::Config, actor: &str, json: bool) -> Result<()> {
+    let (built, store) = for_task(config)?;
+    let report = task_runtime()?
         .block_on(kiorex_api::documents::holds::rescan(
             &store,
             &built,

@@ -4,7 +4,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 /// `kiorex` pointed at the test Ceph and clamd, with buckets named by `settings`.
-fn with_documents(site: &Site, settings: &kiorex_objects::S3Settings, args: &[&str]) -> Command {
+pub(crate) fn with_documents(
+    site: &Site,
+    settings: &kiorex_objects::S3Settings,
+    args: &[&str],
+) -> Command {
     let keyring = site.dir.path().join("kek");
     if !keyring.exists() {
         std::fs::write(&keyring, Keyring::generate_line("test")).unwrap();
@@ -25,7 +29,7 @@ fn with_documents(site: &Site, settings: &kiorex_objects::S3Settings, args: &[&s
     command
 }
 
-fn json_of(command: &mut Command) -> (bool, serde_json::Value) {
+pub(crate) fn json_of(command: &mut Command) -> (bool, serde_json::Value) {
     let output = command.output().expect("run kiorex");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let value =

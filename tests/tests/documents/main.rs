@@ -8,6 +8,7 @@ mod failures;
 mod fhir;
 mod holds;
 mod lifecycle;
+mod purge;
 
 use kiorex_testkit::{TestApp, User};
 use reqwest::StatusCode;
