@@ -43,6 +43,12 @@ pub enum ObjectError {
     /// A 4xx other than 404: a configuration problem (credentials, bucket, key).
     #[error("the object store refused the request: {0}")]
     Refused(String),
+    /// The TLS handshake with the object store failed, most often because its certificate is
+    /// not signed by a trusted CA: a configuration problem, not an outage.
+    #[error(
+        "TLS to the object store failed: {0}; set objects.ca_bundle to the PEM file of the CA that signed the gateway's certificate"
+    )]
+    Tls(String),
 }
 
 impl From<S3Error> for ObjectError {
@@ -52,9 +58,45 @@ impl From<S3Error> for ObjectError {
             S3Error::HttpFailWithBody(status, body) if (400..500).contains(&status) => {
                 ObjectError::Refused(format!("HTTP {status}: {}", error_code(&body)))
             }
+            S3Error::Reqwest(e) => {
+                let chain = error_chain(&e);
+                if is_tls_failure(&chain) {
+                    ObjectError::Tls(chain)
+                } else {
+                    ObjectError::Unavailable(chain)
+                }
+            }
             other => ObjectError::Unavailable(other.to_string()),
         }
     }
+}
+
+/// An error with its causes: reqwest's own message only says "error sending request"; the
+/// cause (refused connection, untrusted certificate) is further down.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether the failure was the TLS handshake (rustls' certificate and alert errors).
+fn is_tls_failure(chain: &str) -> bool {
+    [
+        "certificate",
+        "UnknownIssuer",
+        "handshake",
+        "peer sent no certificates",
+    ]
+    .iter()
+    .any(|needle| chain.contains(needle))
 }
 
 /// The `<Code>` of an S3 error document (the rest may echo request details).

@@ -49,7 +49,10 @@ pub async fn checks(objects: &Objects) -> Vec<(&'static str, Result<String, Stri
                 objects.store.bucket_name(kiorex_objects::Shelf::Quarantine)
             )
         })
-        .map_err(|e| format!("{e} (KX-OBJ-503)"));
+        .map_err(|e| match e {
+            kiorex_objects::ObjectError::Tls(_) => format!("{e} (KX-OBJ-495)"),
+            other => format!("{other} (KX-OBJ-503)"),
+        });
     let scanner = objects
         .clamd
         .ping()

@@ -9,6 +9,7 @@ mod fhir;
 mod holds;
 mod lifecycle;
 mod purge;
+mod tls;
 
 use kiorex_testkit::{TestApp, User};
 use reqwest::StatusCode;
