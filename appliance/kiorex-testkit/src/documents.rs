@@ -15,6 +15,9 @@ pub struct DocumentSite {
     pub max_upload_bytes: u64,
     /// `scan.hold_when_unavailable`: hold uploads while clamd is down.
     pub hold_unscanned: bool,
+    /// The keyring (`id:base64` lines), for a test that runs the `kiorex` binary on the same
+    /// documents.
+    pub keyring: String,
 }
 
 impl Default for DocumentSite {
@@ -24,6 +27,7 @@ impl Default for DocumentSite {
             clamd: crate::clamav().address(),
             max_upload_bytes: 64 * 1024 * 1024,
             hold_unscanned: false,
+            keyring: Keyring::generate_line("test-1"),
         }
     }
 }
@@ -57,7 +61,7 @@ pub async fn documents_on(site: DocumentSite) -> (TestApp, Objects) {
     creator.create_missing_buckets().await.expect("buckets");
     let objects = Objects {
         store: ObjectStore::new(&settings).expect("object store"),
-        keyring: Arc::new(Keyring::parse(&Keyring::generate_line("test-1")).expect("keyring")),
+        keyring: Arc::new(Keyring::parse(&site.keyring).expect("keyring")),
         clamd: Clamd::new(site.clamd, Duration::from_secs(10)),
         spooler: Spooler {
             dir: None,

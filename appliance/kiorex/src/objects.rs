@@ -169,6 +169,9 @@ pub fn rescan(config: &crate::config::Config, actor: &str, json: bool) -> Result
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
+        for failed in &report.failed {
+            println!("failed    hold {} {}", failed.hold, failed.error);
+        }
         println!(
             "{} held uploads decided, {} still held{}",
             report.decided.len(),
@@ -182,6 +185,12 @@ pub fn rescan(config: &crate::config::Config, actor: &str, json: bool) -> Result
     }
     if report.scanner_unavailable {
         std::process::exit(3);
+    }
+    if !report.failed.is_empty() {
+        anyhow::bail!(
+            "{} held uploads could not be rescanned (KX-OBJ-503); they stay held and are tried again later",
+            report.failed.len()
+        );
     }
     Ok(())
 }

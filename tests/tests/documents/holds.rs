@@ -1,3 +1,4 @@
+use crate::cli::documents_env;
 use crate::{count_documents, download, upload};
 use kiorex_api::documents::holds::rescan;
 use kiorex_objects::Shelf;
@@ -182,4 +183,65 @@ async fn a_hold_status_is_only_shown_to_someone_who_may_see_the_patient() {
         )
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+/// `kiorex objects rescan` as a timer runs it: JSON, exit status 3 while clamd is still down,
+/// then the held file joins the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rescan_command_reports_in_json_and_exits_3_while_clamd_is_down() {
+    let dead = format!("127.0.0.1:{}", kiorex_testkit::free_port());
+    let site = DocumentSite {
+        clamd: dead.clone(),
+        hold_unscanned: true,
+        ..DocumentSite::default()
+    };
+    let keyring = site.keyring.clone();
+    let (app, objects) = documents_on(site).await;
+    let patient = app.patient("Moreau", "Louis", "1958-08-08").await;
+    let held = upload(
+        &app,
+        User::Admin,
+        &patient,
+        "report",
+        "report.txt",
+        b"ward report".to_vec(),
+    )
+    .await;
+    assert_eq!(held.status, StatusCode::ACCEPTED, "{}", held.body);
+
+    let cli = kiorex_testkit::Site::unmigrated(app.database_url.clone());
+    std::fs::write(cli.dir.path().join("kek"), &keyring).unwrap();
+    std::fs::set_permissions(
+        cli.dir.path().join("kek"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let settings = crate::failures::settings_of(&objects, &kiorex_testkit::ceph().endpoint());
+    let env = documents_env(&cli, &settings);
+    let cli = std::sync::Arc::new(cli);
+    let run = move |clamd: String| {
+        let (cli, env) = (cli.clone(), env.clone());
+        tokio::task::spawn_blocking(move || {
+            let output = cli
+                .command(&["objects", "rescan", "--output", "json"])
+                .envs(env)
+                .env("KIOREX_SCAN__CLAMD", clamd)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let report: serde_json::Value = serde_json::from_str(stdout.trim())
+                .unwrap_or_else(|_| panic!("{stdout} {}", String::from_utf8_lossy(&output.stderr)));
+            (output.status.code(), report)
+        })
+    };
+    let (code, report) = run(dead).await.unwrap();
+    assert_eq!(code, Some(3), "{report}");
+    assert_eq!(report["scanner_unavailable"], true);
+    assert_eq!(report["pending"], 1);
+
+    let (code, report) = run(kiorex_testkit::clamav().address()).await.unwrap();
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["decided"][0]["outcome"], "accepted", "{report}");
+    assert_eq!(report["pending"], 0);
+    assert_eq!(count_documents(&app), 1);
 }

@@ -183,11 +183,20 @@ pub struct Rescanned {
     pub detail: String,
 }
 
+/// A held file the rescan could not decide this time (object store down, unknown key): it
+/// stays held, and is tried again by a rescan after its lease runs out.
+#[derive(Debug, Serialize)]
+pub struct NotDecided {
+    pub hold: Uuid,
+    pub error: String,
+}
+
 /// What a rescan did in all.
 #[derive(Debug, Serialize)]
 pub struct Rescan {
     pub decided: Vec<Rescanned>,
-    /// Holds still waiting (the scanner went away again, or they arrived meanwhile).
+    pub failed: Vec<NotDecided>,
+    /// Holds still waiting (the scanner went away again, they failed, or arrived meanwhile).
     pub pending: i64,
     /// The scanner did not answer: the remaining holds were left for the next rescan.
     pub scanner_unavailable: bool,
@@ -196,7 +205,8 @@ pub struct Rescan {
 /// Scans every pending held upload, oldest first, until none is left or clamd stops answering.
 /// `actor` names who runs it in the audit log (`cli:alice`, `worker`); `progress` sees each
 /// decision as it is made. Safe to run concurrently and to rerun after a crash: each hold is
-/// leased while it is worked on, and decided once.
+/// leased while it is worked on, and decided once. One file that cannot be handled does not
+/// hold up the others.
 pub async fn rescan(
     store: &kiorex_store::Store,
     objects: &Objects,
@@ -204,8 +214,10 @@ pub async fn rescan(
     mut progress: impl FnMut(&Rescanned),
 ) -> Result<Rescan, String> {
     let mut decided = Vec::new();
-    let mut scanner_unavailable = false;
-    loop {
+    let mut failed = Vec::new();
+    // Nothing is taken or downloaded while the scanner is still away.
+    let mut scanner_unavailable = objects.clamd.ping().await.is_err();
+    while !scanner_unavailable {
         let now = Utc::now();
         let lease = now + Duration::minutes(LEASE_MINUTES);
         let claimed = store
@@ -221,11 +233,14 @@ pub async fn rescan(
             Ok(None) => {
                 scanner_unavailable = true;
                 release(store, hold.id).await;
-                break;
             }
-            Err(e) => {
-                release(store, hold.id).await;
-                return Err(format!("hold {}: {e}", hold.id));
+            // Kept leased, so that this run moves on to the next file.
+            Err(error) => {
+                tracing::warn!(hold = %hold.id, %error, "a held upload could not be rescanned");
+                failed.push(NotDecided {
+                    hold: hold.id,
+                    error,
+                });
             }
         }
     }
@@ -235,6 +250,7 @@ pub async fn rescan(
         .map_err(|e| e.to_string())?;
     Ok(Rescan {
         decided,
+        failed,
         pending,
         scanner_unavailable,
     })
@@ -268,6 +284,11 @@ async fn rescan_one(
         Err(kiorex_objects::UnsealError::Store(kiorex_objects::ObjectError::NotFound)) => {
             let why = "the held file is no longer in the quarantine bucket (expired by its lifecycle rule?)";
             return decide(store, actor, hold, HoldStatus::Rejected, why).await;
+        }
+        // Past a size limit lowered since, or otherwise not acceptable any more.
+        Err(kiorex_objects::UnsealError::Spool(refused)) => {
+            let why = refused.to_string();
+            return decide(store, actor, hold, HoldStatus::Rejected, &why).await;
         }
         Err(e) => return Err(format!("reading the held file: {e}")),
     };
