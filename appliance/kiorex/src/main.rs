@@ -447,6 +447,9 @@ fn configtest(config: &config::Config, output: Output) -> Result<()> {
                     .enable_all()
                     .build()?;
                 checks.extend(runtime.block_on(objects::checks(&built)));
+                if objects_config.hold_when_unavailable {
+                    checks.push(("scan.held_uploads", objects::held_uploads(config)));
+                }
             }
         },
     }

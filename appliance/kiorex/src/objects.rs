@@ -62,6 +62,18 @@ pub async fn checks(objects: &Objects) -> Vec<(&'static str, Result<String, Stri
     vec![("objects", buckets), ("scan.clamd", scanner)]
 }
 
+/// configtest's look at the uploads held unscanned (with `scan.hold_when_unavailable`).
+pub fn held_uploads(config: &crate::config::Config) -> Result<String, String> {
+    let mut conn = kiorex_store::connect_once(&config.database_url).map_err(|e| e.to_string())?;
+    match kiorex_store::document_holds::pending_count(&mut conn) {
+        Ok(0) => Ok("no upload is held unscanned".to_owned()),
+        Ok(n) => Ok(format!(
+            "{n} held upload(s) wait for a scan: run `kiorex objects rescan` once clamd answers"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A new keyring line; the file is created 0600 or appended to (the new key becomes current
 /// only when its line is first: see docs/ops/documents.md).
 pub fn new_kek(id: &str, out: &std::path::Path) -> Result<()> {

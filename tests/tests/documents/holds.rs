@@ -174,6 +174,27 @@ async fn a_hold_status_is_only_shown_to_someone_who_may_see_the_patient() {
     .await;
     assert_eq!(held.status, StatusCode::ACCEPTED, "{}", held.body);
     let url = held.body["status_url"].as_str().unwrap();
+    // FHIR clients get the same hold, as an informational OperationOutcome.
+    let posted = serde_json::json!({
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "subject": {"reference": format!("Patient/{patient}")},
+        "category": [{"coding": [{"system": "urn:kiorex:document-category", "code": "report"}]}],
+        "content": [{"attachment": {"contentType": "text/plain", "title": "report.txt",
+            "data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"second report")}}]
+    });
+    let fhir = app
+        .post(User::Admin, "/fhir/DocumentReference", &posted)
+        .await;
+    assert_eq!(fhir.status, StatusCode::ACCEPTED, "{}", fhir.body);
+    assert_eq!(fhir.body["resourceType"], "OperationOutcome");
+    assert_eq!(fhir.body["issue"][0]["severity"], "information");
+    assert!(
+        fhir.header("location")
+            .unwrap()
+            .starts_with("/api/v1/document-holds/")
+    );
+    assert_eq!(crate::count_documents(&app), 0);
     let other = app.get(User::DoctorB, url).await;
     assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.body);
     let unknown = app
@@ -219,8 +240,9 @@ async fn the_rescan_command_reports_in_json_and_exits_3_while_clamd_is_down() {
     let settings = crate::failures::settings_of(&objects, &kiorex_testkit::ceph().endpoint());
     let env = documents_env(&cli, &settings);
     let cli = std::sync::Arc::new(cli);
+    let (cli_for_runs, env_for_runs) = (cli.clone(), env.clone());
     let run = move |clamd: String| {
-        let (cli, env) = (cli.clone(), env.clone());
+        let (cli, env) = (cli_for_runs.clone(), env_for_runs.clone());
         tokio::task::spawn_blocking(move || {
             let output = cli
                 .command(&["objects", "rescan", "--output", "json"])
@@ -234,6 +256,30 @@ async fn the_rescan_command_reports_in_json_and_exits_3_while_clamd_is_down() {
             (output.status.code(), report)
         })
     };
+    let configtest = {
+        let output = cli
+            .command(&["configtest", "--output", "json"])
+            .envs(env.clone())
+            .env("KIOREX_SCAN__CLAMD", &dead)
+            .env("KIOREX_SCAN__HOLD_WHEN_UNAVAILABLE", "true")
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let held_check = configtest["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "scan.held_uploads")
+        .cloned()
+        .unwrap_or_else(|| panic!("{configtest}"));
+    assert!(
+        held_check["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 held upload(s) wait for a scan"),
+        "{held_check}"
+    );
     let (code, report) = run(dead).await.unwrap();
     assert_eq!(code, Some(3), "{report}");
     assert_eq!(report["scanner_unavailable"], true);
