@@ -90,6 +90,17 @@ async fn purge_one(
     item: Due,
 ) -> Result<PurgedDocument, String> {
     let id = item.document.id;
+    // Read again just before anything is removed: only a document still deleted and not purged
+    // by a concurrent run loses its objects.
+    let now = store
+        .run(move |conn| kiorex_store::documents::read(conn, id))
+        .await
+        .map_err(|e| format!("document {id}: {e}"))?;
+    if now.deleted_at.is_none() {
+        return Err(format!(
+            "document {id} is no longer deleted; it was left alone"
+        ));
+    }
     let mut removed = 0;
     for key in &item.object_keys {
         let versions = objects
