@@ -374,3 +374,45 @@ impl ObjectStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn an_untrusted_certificate_is_told_apart_from_an_outage() {
+        let tls = Layer(
+            "error sending request",
+            Some(Box::new(Layer(
+                "invalid peer certificate: UnknownIssuer",
+                None,
+            ))),
+        );
+        let chain = error_chain(&tls);
+        assert_eq!(
+            chain,
+            "error sending request: invalid peer certificate: UnknownIssuer"
+        );
+        assert!(is_tls_failure(&chain));
+        let refused = Layer(
+            "error sending request",
+            Some(Box::new(Layer("Connection refused (os error 111)", None))),
+        );
+        assert!(!is_tls_failure(&error_chain(&refused)));
+    }
+}
