@@ -176,6 +176,9 @@ ensure_user() { # uid display-name max-buckets
         >"$SECRETS_DIR/$1-s3.json"
 }
 ensure_user kiorex "Kiorex application" 3
+# kiorex-purge owns no buckets; the documents bucket policy lets it erase object versions (and
+# nothing else), for `kiorex objects purge --apply` after the retention period.
+ensure_user kiorex-purge "Kiorex purge after retention" 0
 # kiorex-iam owns no buckets; it may only attach user policies.
 ensure_user kiorex-iam "Kiorex IAM policy administrator" 0
 if ! radosgw-admin user info --uid=kiorex-iam | jq -e '.caps[] | select(.type == "user-policy")' >/dev/null; then
@@ -241,3 +244,4 @@ radosgw-admin bucket list --uid=kiorex
 as_user kiorex s3api get-bucket-versioning --bucket kiorex-documents
 as_user kiorex s3api get-bucket-lifecycle-configuration --bucket kiorex-quarantine
 echo "S3 credentials for kiorexctl: $SECRETS_DIR/kiorex-s3.json"
+echo "S3 credentials for the purge job (kiorex objects purge): $SECRETS_DIR/kiorex-purge-s3.json"

@@ -6,6 +6,8 @@
 //! the one place that decision is made) and is audited before anything is released.
 
 pub mod fhir;
+pub mod holds;
+pub mod purge;
 pub mod range;
 pub mod routes;
 
@@ -123,7 +125,7 @@ pub fn objects(state: &AppState) -> Result<&Objects, ApiError> {
     })
 }
 
-fn document_event(
+pub(crate) fn document_event(
     action: &'static str,
     outcome: &'static str,
     facility: Uuid,
@@ -240,8 +242,27 @@ fn store_down(detail: String) -> ApiError {
     e
 }
 
+/// What became of an accepted upload: in the record now, or held unscanned for a rescan.
+pub enum Accepted {
+    Stored(DocumentView),
+    Held(holds::HoldView),
+}
+
+/// Who uploads what for whom: everything [`store_clean`] needs besides the file.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub facility_id: Uuid,
+    pub patient_id: Uuid,
+    /// The document this adds a version to; `None` for a new document.
+    pub replacing: Option<Uuid>,
+    pub described: Described,
+    pub author: String,
+    pub request_id: String,
+}
+
 /// Accepts a spooled upload for `patient`: scan, store encrypted, then write the row (a new
 /// document, or a new version of `replacing`). Nothing is recorded unless every step succeeds.
+/// With clamd unreachable and `hold_unscanned` on, the upload is held for a rescan instead.
 pub async fn accept(
     state: &AppState,
     ctx: &Ctx,
@@ -249,12 +270,27 @@ pub async fn accept(
     described: Described,
     spooled: Spooled,
     replacing: Option<Uuid>,
-) -> Result<DocumentView, ApiError> {
+) -> Result<Accepted, ApiError> {
     let objects = objects(state)?;
+    let upload = Upload {
+        facility_id: patient.facility_id,
+        patient_id: patient.id,
+        replacing,
+        described,
+        author: ctx.principal.username.clone(),
+        request_id: ctx.request_id.clone(),
+    };
     match objects.clamd.scan_file(&spooled.path).await {
         Ok(Verdict::Clean) => {}
         Ok(Verdict::Infected(signature)) => {
             return Err(quarantine(state, ctx, patient, &spooled, &signature).await);
+        }
+        Err(ScanError::Unavailable(detail)) if objects.hold_unscanned => {
+            tracing::warn!(request_id = %ctx.request_id, error = %detail,
+                "clamd unreachable: the upload is held unscanned for a rescan");
+            return holds::hold(state, ctx, upload, &spooled)
+                .await
+                .map(Accepted::Held);
         }
         Err(ScanError::Unavailable(detail)) => return Err(scanner_down(detail)),
         Err(ScanError::Failed(detail)) => {
@@ -266,77 +302,8 @@ pub async fn accept(
             ));
         }
     }
-    let path = spooled.path.to_path_buf();
-    let doc_type = spooled.doc_type;
-    let size = spooled.size;
-    let extracted = tokio::task::spawn_blocking(move || {
-        kiorex_objects::extract::extract_text(&path, doc_type, size)
-    })
-    .await
-    .unwrap_or(None);
-
-    let document_id = replacing.unwrap_or_else(Uuid::new_v4);
-    let key_name = object_key(
-        patient.facility_id,
-        patient.id,
-        &described.category,
-        Uuid::new_v4(),
-    );
-    let data_key = DataKey::generate();
-    let wrapped = objects.keyring.wrap(&data_key, &key_name);
-    objects
-        .put_sealed(Shelf::Documents, &key_name, &spooled, &data_key, &[])
-        .await
-        .map_err(|e| store_down(e.to_string()))?;
-
-    let version = Version {
-        document_id,
-        version: 1,
-        object_key: key_name.clone(),
-        key_id: wrapped.key_id,
-        wrapped_key: wrapped.bytes,
-        sha256: spooled.sha256.clone(),
-        size_bytes: spooled.size as i64,
-        content_type: spooled.doc_type.mime().to_owned(),
-        file_name: described.file_name.clone(),
-        extracted_text: extracted,
-        author: ctx.principal.username.clone(),
-        request_id: ctx.request_id.clone(),
-        created_at: Utc::now(),
-    };
-    let new = NewDocument {
-        id: document_id,
-        facility_id: patient.facility_id,
-        patient_id: patient.id,
-        category: described.category.clone(),
-        title: described.title.clone(),
-    };
-    let patient_id = patient.id;
-    let written = state
-        .store
-        .transaction(move |conn| match replacing {
-            None => Ok((rows::create(conn, &new, &version)?, version)),
-            Some(id) => {
-                let doc = rows::lock(conn, id)?;
-                if doc.patient_id != patient_id {
-                    return Err(kiorex_store::StoreError::NotFound);
-                }
-                let version = Version {
-                    version: doc.current_version + 1,
-                    ..version
-                };
-                Ok((rows::add_version(conn, &doc, &version)?, version))
-            }
-        })
-        .await;
-    let (doc, version) = match written {
-        Ok(written) => written,
-        Err(e) => {
-            // The row was not written: the object must not outlive it (gc would find it too).
-            let _ = objects.store.delete(Shelf::Documents, &key_name).await;
-            return Err(e.into());
-        }
-    };
+    let (doc, version) =
+        store_clean(&state.store, objects, &upload, &spooled, |_, _, _| Ok(())).await?;
     let action = if replacing.is_some() {
         "document.version"
     } else {
@@ -354,7 +321,99 @@ pub async fn accept(
         .audit
         .by(&ctx.principal, &ctx.request_id, vec![event])
         .await?;
-    Ok(view(&doc, &version))
+    Ok(Accepted::Stored(view(&doc, &version)))
+}
+
+/// Stores a file that clamd found clean: sealed into the documents bucket, then the rows (and
+/// whatever `also` writes in the same transaction: a rescan's audit entry and decision). When
+/// the rows cannot be written, the object is removed again.
+pub async fn store_clean<F>(
+    store: &kiorex_store::Store,
+    objects: &Objects,
+    upload: &Upload,
+    spooled: &Spooled,
+    also: F,
+) -> Result<(Document, Version), ApiError>
+where
+    F: FnOnce(&mut diesel::PgConnection, &Document, &Version) -> kiorex_store::StoreResult<()>
+        + Send
+        + 'static,
+{
+    let path = spooled.path.to_path_buf();
+    let doc_type = spooled.doc_type;
+    let size = spooled.size;
+    let extracted = tokio::task::spawn_blocking(move || {
+        kiorex_objects::extract::extract_text(&path, doc_type, size)
+    })
+    .await
+    .unwrap_or(None);
+
+    let replacing = upload.replacing;
+    let document_id = replacing.unwrap_or_else(Uuid::new_v4);
+    let key_name = object_key(
+        upload.facility_id,
+        upload.patient_id,
+        &upload.described.category,
+        Uuid::new_v4(),
+    );
+    let data_key = DataKey::generate();
+    let wrapped = objects.keyring.wrap(&data_key, &key_name);
+    objects
+        .put_sealed(Shelf::Documents, &key_name, spooled, &data_key, &[])
+        .await
+        .map_err(|e| store_down(e.to_string()))?;
+
+    let version = Version {
+        document_id,
+        version: 1,
+        object_key: key_name.clone(),
+        key_id: wrapped.key_id,
+        wrapped_key: wrapped.bytes,
+        sha256: spooled.sha256.clone(),
+        size_bytes: spooled.size as i64,
+        content_type: spooled.doc_type.mime().to_owned(),
+        file_name: upload.described.file_name.clone(),
+        extracted_text: extracted,
+        author: upload.author.clone(),
+        request_id: upload.request_id.clone(),
+        created_at: Utc::now(),
+    };
+    let new = NewDocument {
+        id: document_id,
+        facility_id: upload.facility_id,
+        patient_id: upload.patient_id,
+        category: upload.described.category.clone(),
+        title: upload.described.title.clone(),
+    };
+    let patient_id = upload.patient_id;
+    let written = store
+        .transaction(move |conn| {
+            let (doc, version) = match replacing {
+                None => (rows::create(conn, &new, &version)?, version),
+                Some(id) => {
+                    let doc = rows::lock(conn, id)?;
+                    if doc.patient_id != patient_id {
+                        return Err(kiorex_store::StoreError::NotFound);
+                    }
+                    let version = Version {
+                        version: doc.current_version + 1,
+                        ..version
+                    };
+                    (rows::add_version(conn, &doc, &version)?, version)
+                }
+            };
+            also(conn, &doc, &version)?;
+            Ok((doc, version))
+        })
+        .await;
+    match written {
+        Ok(written) => Ok(written),
+        Err(e) => {
+            // The row was not written: the object must not outlive it (gc would find it too).
+            let _ = objects.store.delete(Shelf::Documents, &key_name).await;
+            Err(e.into())
+        }
+    }
 }
 
 /// Keeps an infected upload in the quarantine bucket (encrypted, its wrapped key in the object's
@@ -374,7 +433,7 @@ async fn quarantine(
     let key_name = kiorex_objects::quarantine_key(patient.facility_id, &day, quarantine_id);
     let data_key = DataKey::generate();
     let wrapped = objects.keyring.wrap(&data_key, &key_name);
-    let metadata = quarantine_metadata(&wrapped, signature, patient, &ctx.request_id);
+    let metadata = quarantine_metadata(&wrapped, signature, patient.id, &ctx.request_id);
     let kept = objects
         .put_sealed(Shelf::Quarantine, &key_name, spooled, &data_key, &metadata)
         .await;
@@ -407,10 +466,10 @@ async fn quarantine(
     .with_issues(vec![Issue::new(IssueCode::Processing, message)])
 }
 
-fn quarantine_metadata(
+pub(crate) fn quarantine_metadata(
     wrapped: &WrappedKey,
     signature: &str,
-    patient: &Stored,
+    patient: Uuid,
     request_id: &str,
 ) -> Vec<(&'static str, String)> {
     use base64::Engine;
@@ -424,7 +483,7 @@ fn quarantine_metadata(
             "kiorex-signature",
             signature.chars().filter(char::is_ascii_graphic).collect(),
         ),
-        ("kiorex-patient", patient.id.to_string()),
+        ("kiorex-patient", patient.to_string()),
         (
             "kiorex-request",
             request_id.chars().filter(char::is_ascii_graphic).collect(),

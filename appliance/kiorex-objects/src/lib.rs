@@ -13,6 +13,7 @@ pub mod keys;
 pub mod sniff;
 pub mod spool;
 pub mod store;
+pub mod versions;
 
 pub use clamd::{Clamd, ScanError, Verdict};
 pub use keys::{DataKey, KeyError, Keyring, WrappedKey};
@@ -30,8 +31,11 @@ pub struct Objects {
     pub keyring: Arc<Keyring>,
     pub clamd: Clamd,
     pub spooler: Spooler,
-    /// How long a deleted document stays restorable before `kiorex objects gc` may purge it.
+    /// How long a deleted document stays restorable before `kiorex objects purge` removes it.
     pub retention_days: u32,
+    /// With clamd unreachable, keep uploads sealed in the quarantine bucket until a rescan
+    /// (`scan.hold_when_unavailable`) instead of refusing them. Off by default.
+    pub hold_unscanned: bool,
 }
 
 impl Objects {
@@ -91,6 +95,29 @@ impl Objects {
             sealed, key, object_key, first, last, size,
         ))
     }
+
+    /// Opens a whole sealed object of `size` plaintext bytes from `shelf` into a new spool file,
+    /// checked again for size and type like an upload (a held upload before its rescan).
+    pub async fn unseal_to_spool(
+        &self,
+        shelf: Shelf,
+        object_key: &str,
+        key: &DataKey,
+        size: u64,
+    ) -> Result<Spooled, UnsealError> {
+        let sealed = self.store.get(shelf, object_key, None).await?;
+        let plain = cipher::open_stream(sealed, key, object_key, 0, size.saturating_sub(1), size);
+        Ok(self.spooler.spool(plain).await?)
+    }
+}
+
+/// Why a stored object could not be opened into a spool file.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsealError {
+    #[error(transparent)]
+    Store(#[from] ObjectError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
 }
 
 /// Where a document version lives: `facility/patient/category/uuid`. The facility and patient
@@ -102,6 +129,12 @@ pub fn object_key(facility: Uuid, patient: Uuid, category: &str, version: Uuid) 
 /// Where an infected upload is kept: by facility and date, never under the patient's record.
 pub fn quarantine_key(facility: Uuid, day: &str, id: Uuid) -> String {
     format!("{facility}/{day}/{id}")
+}
+
+/// Where an upload waits, unscanned, for clamd to come back: in the quarantine bucket (never
+/// served), apart from the infected ones.
+pub fn held_key(facility: Uuid, day: &str, id: Uuid) -> String {
+    format!("held/{facility}/{day}/{id}")
 }
 
 /// A category is a short lower-case slug (`referral`, `consent`, `discharge-letter`).

@@ -9,6 +9,7 @@ use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::request::Request;
 use s3::{Bucket, BucketConfiguration, Region};
+use std::collections::HashMap;
 use std::path::Path;
 use std::pin::Pin;
 
@@ -42,6 +43,12 @@ pub enum ObjectError {
     /// A 4xx other than 404: a configuration problem (credentials, bucket, key).
     #[error("the object store refused the request: {0}")]
     Refused(String),
+    /// The TLS handshake with the object store failed, most often because its certificate is
+    /// not signed by a trusted CA: a configuration problem, not an outage.
+    #[error(
+        "TLS to the object store failed: {0}; set objects.ca_bundle to the PEM file of the CA that signed the gateway's certificate"
+    )]
+    Tls(String),
 }
 
 impl From<S3Error> for ObjectError {
@@ -51,9 +58,45 @@ impl From<S3Error> for ObjectError {
             S3Error::HttpFailWithBody(status, body) if (400..500).contains(&status) => {
                 ObjectError::Refused(format!("HTTP {status}: {}", error_code(&body)))
             }
+            S3Error::Reqwest(e) => {
+                let chain = error_chain(&e);
+                if is_tls_failure(&chain) {
+                    ObjectError::Tls(chain)
+                } else {
+                    ObjectError::Unavailable(chain)
+                }
+            }
             other => ObjectError::Unavailable(other.to_string()),
         }
     }
+}
+
+/// An error with its causes: reqwest's own message only says "error sending request"; the
+/// cause (refused connection, untrusted certificate) is further down.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether the failure was the TLS handshake (rustls' certificate and alert errors).
+fn is_tls_failure(chain: &str) -> bool {
+    [
+        "certificate",
+        "UnknownIssuer",
+        "handshake",
+        "peer sent no certificates",
+    ]
+    .iter()
+    .any(|needle| chain.contains(needle))
 }
 
 /// The `<Code>` of an S3 error document (the rest may echo request details).
@@ -198,6 +241,66 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// Every stored version and delete marker of objects whose key starts with `prefix`.
+    pub async fn versions(
+        &self,
+        shelf: Shelf,
+        prefix: &str,
+    ) -> Result<Vec<crate::versions::ObjectVersion>, ObjectError> {
+        let mut all = Vec::new();
+        let mut marker: Option<(String, String)> = None;
+        loop {
+            let mut query = HashMap::from([
+                ("versions".to_owned(), String::new()),
+                ("prefix".to_owned(), prefix.to_owned()),
+            ]);
+            if let Some((key, version)) = marker.take() {
+                query.insert("key-marker".into(), key);
+                query.insert("version-id-marker".into(), version);
+            }
+            // A GET on the bucket itself with `?versions`: rust-s3 signs the extra query.
+            let listing = self
+                .bucket(shelf)
+                .with_extra_query(query)?
+                .get_object("/")
+                .await?;
+            let page =
+                crate::versions::parse_version_page(&String::from_utf8_lossy(listing.as_slice()))
+                    .map_err(ObjectError::Unavailable)?;
+            all.extend(page.versions);
+            match page.next {
+                Some(next) => marker = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Removes one version (or delete marker) for good: no delete marker is left behind.
+    pub async fn delete_version(
+        &self,
+        shelf: Shelf,
+        object_key: &str,
+        version_id: &str,
+    ) -> Result<(), ObjectError> {
+        let query = HashMap::from([("versionId".to_owned(), version_id.to_owned())]);
+        self.bucket(shelf)
+            .with_extra_query(query)?
+            .delete_object(object_key)
+            .await?;
+        Ok(())
+    }
+
+    /// Turns bucket versioning on (the installer does it with `ceph-config/apply.sh`; tests here).
+    pub async fn enable_versioning(&self, shelf: Shelf) -> Result<(), ObjectError> {
+        let body = r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#;
+        let query = HashMap::from([("versioning".to_owned(), String::new())]);
+        self.bucket(shelf)
+            .with_extra_query(query)?
+            .put_object_with_content_type("/", body.as_bytes(), "application/xml")
+            .await?;
+        Ok(())
+    }
+
     /// Every object in the documents bucket under `prefix`.
     pub async fn list(&self, shelf: Shelf, prefix: &str) -> Result<Vec<Listed>, ObjectError> {
         let pages = self.bucket(shelf).list(prefix.to_owned(), None).await?;
@@ -269,5 +372,47 @@ impl ObjectStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn an_untrusted_certificate_is_told_apart_from_an_outage() {
+        let tls = Layer(
+            "error sending request",
+            Some(Box::new(Layer(
+                "invalid peer certificate: UnknownIssuer",
+                None,
+            ))),
+        );
+        let chain = error_chain(&tls);
+        assert_eq!(
+            chain,
+            "error sending request: invalid peer certificate: UnknownIssuer"
+        );
+        assert!(is_tls_failure(&chain));
+        let refused = Layer(
+            "error sending request",
+            Some(Box::new(Layer("Connection refused (os error 111)", None))),
+        );
+        assert!(!is_tls_failure(&error_chain(&refused)));
     }
 }

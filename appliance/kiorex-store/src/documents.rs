@@ -20,6 +20,8 @@ diesel::table! {
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
         purge_after -> Nullable<Timestamptz>,
+        purged_at -> Nullable<Timestamptz>,
+        purged_by -> Nullable<Text>,
     }
 }
 
@@ -240,7 +242,7 @@ pub fn all_object_keys(conn: &mut PgConnection) -> StoreResult<Vec<String>> {
         .load(conn)?)
 }
 
-fn enqueue(conn: &mut PgConnection, doc: &Document, topic: &str) -> StoreResult<()> {
+pub(crate) fn enqueue(conn: &mut PgConnection, doc: &Document, topic: &str) -> StoreResult<()> {
     diesel::insert_into(outbox::table)
         .values((
             outbox::facility_id.eq(doc.facility_id),

@@ -5,6 +5,8 @@ pub mod accounts;
 pub mod audit;
 pub mod care;
 pub mod directory;
+pub mod document_holds;
+pub mod document_purge;
 pub mod documents;
 pub mod drafts;
 pub mod facilities;

@@ -23,6 +23,8 @@ pub struct Ceph {
 /// A running radosgw; stopped when dropped.
 pub struct Gateway {
     pub port: u16,
+    /// Whether it speaks HTTPS (started by [`Ceph::start_tls_gateway`]).
+    pub tls: bool,
     child: Mutex<Option<Child>>,
 }
 
@@ -111,6 +113,7 @@ impl Ceph {
             conf: conf.clone(),
             gateway: Gateway {
                 port: 0,
+                tls: false,
                 child: Mutex::new(None),
             },
             daemons: Mutex::new(Vec::new()),
@@ -148,17 +151,44 @@ impl Ceph {
     /// Starts another gateway on the same cluster, for a test that stops it.
     pub fn start_gateway(&self) -> Result<Gateway, String> {
         let port = crate::free_port();
+        self.spawn_gateway(port, format!("beast endpoint=127.0.0.1:{port}"), false)
+    }
+
+    /// Starts a gateway that speaks only HTTPS, with `certificate` (e.g. from [`crate::pki::Pki`]
+    /// for 127.0.0.1), as RGW runs in the data zone.
+    pub fn start_tls_gateway(
+        &self,
+        certificate: &crate::pki::CertFiles,
+    ) -> Result<Gateway, String> {
+        let port = crate::free_port();
+        let frontend = format!(
+            "beast ssl_endpoint=127.0.0.1:{port} ssl_certificate={} ssl_private_key={}",
+            certificate.cert.display(),
+            certificate.key.display()
+        );
+        self.spawn_gateway(port, frontend, true)
+    }
+
+    fn spawn_gateway(&self, port: u16, frontend: String, tls: bool) -> Result<Gateway, String> {
         let child = self
             .command("radosgw")
             .args(["-f", "-n", "client.admin"])
-            .arg(format!("--rgw-frontends=beast endpoint=127.0.0.1:{port}"))
+            .arg(format!("--rgw-frontends={frontend}"))
             .spawn()
             .map_err(|e| format!("radosgw: {e} (apt-get install radosgw)"))?;
         let gateway = Gateway {
             port,
+            tls,
             child: Mutex::new(Some(child)),
         };
-        if !crate::wait_until(Duration::from_secs(60), || http_ok(port)) {
+        let ready = || {
+            if tls {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            } else {
+                http_ok(port)
+            }
+        };
+        if !crate::wait_until(Duration::from_secs(60), ready) {
             let log =
                 std::fs::read_to_string(self.dir.join("client.admin.log")).unwrap_or_default();
             let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().join("\n");
@@ -220,7 +250,8 @@ impl Ceph {
 
 impl Gateway {
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Stops the gateway (idempotent).

@@ -37,13 +37,18 @@ extern "C" fn stop_scanner() {
 
 impl ClamAv {
     fn start() -> Result<ClamAv, String> {
+        ClamAv::start_on(crate::free_port())
+    }
+
+    /// A clamd of the test's own on `port` (for a test that starts the scanner late, where
+    /// uploads were sent while nothing listened there); stopped when dropped.
+    pub fn start_on(port: u16) -> Result<ClamAv, String> {
         let dir =
             std::env::temp_dir().join(format!("kiorex-clamd-{}", uuid::Uuid::new_v4().simple()));
         let db = dir.join("db");
         std::fs::create_dir_all(&db).map_err(|e| e.to_string())?;
         let signature = format!("Kiorex.Test.EICAR:0:*:{}\n", hex(EICAR.as_bytes()));
         std::fs::write(db.join("kiorex-test.ndb"), signature).map_err(|e| e.to_string())?;
-        let port = crate::free_port();
         let conf = dir.join("clamd.conf");
         std::fs::write(
             &conf,
@@ -100,6 +105,12 @@ impl ClamAv {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for ClamAv {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

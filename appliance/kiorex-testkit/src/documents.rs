@@ -13,6 +13,11 @@ pub struct DocumentSite {
     /// clamd `host:port`.
     pub clamd: String,
     pub max_upload_bytes: u64,
+    /// `scan.hold_when_unavailable`: hold uploads while clamd is down.
+    pub hold_unscanned: bool,
+    /// The keyring (`id:base64` lines), for a test that runs the `kiorex` binary on the same
+    /// documents.
+    pub keyring: String,
 }
 
 impl Default for DocumentSite {
@@ -21,6 +26,8 @@ impl Default for DocumentSite {
             endpoint: crate::ceph().endpoint(),
             clamd: crate::clamav().address(),
             max_upload_bytes: 64 * 1024 * 1024,
+            hold_unscanned: false,
+            keyring: Keyring::generate_line("test-1"),
         }
     }
 }
@@ -54,13 +61,14 @@ pub async fn documents_on(site: DocumentSite) -> (TestApp, Objects) {
     creator.create_missing_buckets().await.expect("buckets");
     let objects = Objects {
         store: ObjectStore::new(&settings).expect("object store"),
-        keyring: Arc::new(Keyring::parse(&Keyring::generate_line("test-1")).expect("keyring")),
+        keyring: Arc::new(Keyring::parse(&site.keyring).expect("keyring")),
         clamd: Clamd::new(site.clamd, Duration::from_secs(10)),
         spooler: Spooler {
             dir: None,
             max_bytes: site.max_upload_bytes,
         },
         retention_days: 30,
+        hold_unscanned: site.hold_unscanned,
     };
     let app = TestApp::spawn_with_documents(Some(objects.clone())).await;
     (app, objects)

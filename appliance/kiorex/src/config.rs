@@ -58,6 +58,7 @@ struct RawObjects {
 struct RawScan {
     clamd: Option<String>,
     timeout_seconds: Option<i64>,
+    hold_when_unavailable: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -190,7 +191,7 @@ pub const KEYS: &[KeyDoc] = &[
         key: "objects.ca_bundle",
         default: "(system roots)",
         secret: false,
-        meaning: "PEM file of the hospital CA that signed the RGW certificate, trusted in addition to the system roots.",
+        meaning: "PEM file of the hospital CA that signed the RGW certificate. With it, Kiorex's HTTPS clients trust this file and the public web roots built in, instead of the operating system's store (the file is handed to the TLS stack as SSL_CERT_FILE); put any other private CA they need in it too.",
     },
     KeyDoc {
         key: "objects.bucket",
@@ -239,6 +240,12 @@ pub const KEYS: &[KeyDoc] = &[
         default: "60",
         secret: false,
         meaning: "How long a scan may take before the upload is refused as retryable (1 to 3600).",
+    },
+    KeyDoc {
+        key: "scan.hold_when_unavailable",
+        default: "false",
+        secret: false,
+        meaning: "With clamd unreachable, hold uploads sealed in the quarantine bucket (202, not in the record) until `kiorex objects rescan` scans them, instead of refusing them with 503 KX-DOC-503.",
     },
 ];
 
@@ -311,6 +318,8 @@ pub struct ObjectsConfig {
     pub spool_dir: Option<PathBuf>,
     pub clamd: String,
     pub scan_timeout_seconds: u64,
+    /// `scan.hold_when_unavailable`.
+    pub hold_when_unavailable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -592,13 +601,23 @@ fn objects(errors: &mut Vec<ConfigError>, raw: RawObjects, scan: RawScan) -> Opt
     {
         errors.push(err("objects.key_encryption_keys", e.to_string()));
     }
-    if let Some(ca) = &raw.ca_bundle
-        && !ca.is_file()
-    {
-        errors.push(err(
-            "objects.ca_bundle",
-            format!("{} is not a readable file", ca.display()),
-        ));
+    if let Some(ca) = &raw.ca_bundle {
+        const PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
+        match std::fs::read(ca) {
+            Err(e) => errors.push(err(
+                "objects.ca_bundle",
+                format!("{} is not a readable file: {e}", ca.display()),
+            )),
+            // A bundle without a certificate would leave RGW untrusted with a puzzling error later.
+            Ok(bytes) if !bytes.windows(PEM.len()).any(|w| w == PEM) => errors.push(err(
+                "objects.ca_bundle",
+                format!(
+                    "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    ca.display()
+                ),
+            )),
+            Ok(_) => {}
+        }
     }
     let bucket = raw.bucket.unwrap_or_else(|| "kiorex-documents".into());
     let quarantine_bucket = raw
@@ -665,6 +684,7 @@ fn objects(errors: &mut Vec<ConfigError>, raw: RawObjects, scan: RawScan) -> Opt
         spool_dir: raw.spool_dir,
         clamd: scan.clamd.unwrap_or_else(|| "127.0.0.1:3310".into()),
         scan_timeout_seconds: scan_timeout_seconds as u64,
+        hold_when_unavailable: scan.hold_when_unavailable.unwrap_or(false),
     })
 }
 
@@ -796,6 +816,27 @@ mod tests {
     ];
 
     #[test]
+    fn a_ca_bundle_must_hold_a_certificate_and_holding_is_off_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.der");
+        std::fs::write(&not_pem, [0x30, 0x82, 0x01]).unwrap();
+        let mut pairs = MINIMAL.to_vec();
+        pairs.extend_from_slice(OBJECTS);
+        let objects = load(None, &env(&pairs)).unwrap().objects.unwrap();
+        assert!(
+            !objects.hold_when_unavailable,
+            "uploads are refused by default"
+        );
+        let path = not_pem.display().to_string();
+        pairs.push(("KIOREX_OBJECTS__CA_BUNDLE", &path));
+        let errors = load(None, &env(&pairs)).unwrap_err();
+        assert!(
+            errors[0].to_string().contains("holds no PEM certificate"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn documents_are_off_without_an_endpoint_and_need_keys_with_one() {
         assert!(load(None, &env(MINIMAL)).unwrap().objects.is_none());
         let mut pairs = MINIMAL.to_vec();
@@ -913,11 +954,12 @@ mod tests {
                 "objects.region" => "default",
                 "objects.access_key" | "objects.secret_key" => "key",
                 "objects.spool_dir" => "/var/tmp",
-                "objects.ca_bundle" => env!("CARGO_MANIFEST_PATH"),
+                "objects.ca_bundle" => ca.as_str(),
                 "objects.bucket" | "objects.quarantine_bucket" => "kiorex-other",
                 "objects.key_encryption_keys" => "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
                 "objects.max_upload_bytes" => "4096",
                 "scan.clamd" => "127.0.0.1:3310",
+                "scan.hold_when_unavailable" => "true",
                 "edge.listen" | "edge.admin_listen" => "127.0.0.1:9443",
                 "edge.allow_tls12" => "true",
                 "edge.core_url" => "https://127.0.0.1:9444",

@@ -78,7 +78,8 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Documents in the object store: orphan sweep, key-encryption keys.
+    /// Documents in the object store: orphan sweep, rescan of held uploads, purge after the
+    /// retention period, key-encryption keys.
     Objects {
         #[command(subcommand)]
         command: ObjectsCommand,
@@ -123,6 +124,25 @@ enum ObjectsCommand {
         /// Leave objects younger than this alone: their upload may still be finishing.
         #[arg(long, default_value_t = 60)]
         grace_minutes: u32,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Scan the uploads held while the virus scanner was unavailable (scan.hold_when_unavailable):
+    /// clean ones are added to the patient's record, infected ones stay in quarantine (audited,
+    /// alert). Stops early, leaving the rest held, when clamd still does not answer; exits 3
+    /// then. Safe to run at any time and from a timer (several at once take different files).
+    Rescan {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Remove for good the documents deleted longer ago than objects.retention_days: every
+    /// version of their objects in the object store; their rows stay as a tombstone (which
+    /// document, when deleted, purged when and by whom; no title, file name, text or key),
+    /// with an audit entry each. Without --apply, only shows what would go.
+    Purge {
+        /// Remove them; without it, nothing is changed (a dry run).
+        #[arg(long)]
+        apply: bool,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -427,6 +447,9 @@ fn configtest(config: &config::Config, output: Output) -> Result<()> {
                     .enable_all()
                     .build()?;
                 checks.extend(runtime.block_on(objects::checks(&built)));
+                if objects_config.hold_when_unavailable {
+                    checks.push(("scan.held_uploads", objects::held_uploads(config)));
+                }
             }
         },
     }
@@ -485,6 +508,12 @@ fn identity_checks(
 fn objects_command(config: &config::Config, command: ObjectsCommand) -> Result<()> {
     let (dry_run, grace_minutes, output) = match command {
         ObjectsCommand::NewKek { .. } => unreachable!("handled before the configuration is read"),
+        ObjectsCommand::Rescan { output } => {
+            return objects::rescan(config, &operator(), output == Output::Json);
+        }
+        ObjectsCommand::Purge { apply, output } => {
+            return objects::purge(config, &operator(), apply, output == Output::Json);
+        }
         ObjectsCommand::Gc {
             dry_run,
             grace_minutes,

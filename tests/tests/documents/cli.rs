@@ -3,29 +3,49 @@ use kiorex_testkit::{Site, ceph, clamav, s3_settings};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-/// `kiorex` pointed at the test Ceph and clamd, with buckets named by `settings`.
-fn with_documents(site: &Site, settings: &kiorex_objects::S3Settings, args: &[&str]) -> Command {
+/// The environment that points `kiorex` at the test Ceph and clamd, with buckets named by
+/// `settings` and a keyring in the site's directory.
+pub(crate) fn documents_env(
+    site: &Site,
+    settings: &kiorex_objects::S3Settings,
+) -> Vec<(String, String)> {
     let keyring = site.dir.path().join("kek");
     if !keyring.exists() {
         std::fs::write(&keyring, Keyring::generate_line("test")).unwrap();
         std::fs::set_permissions(&keyring, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let mut command = site.command(args);
-    command
-        .env("KIOREX_OBJECTS__ENDPOINT", &settings.endpoint)
-        .env("KIOREX_OBJECTS__ACCESS_KEY", &settings.access_key)
-        .env("KIOREX_OBJECTS__SECRET_KEY", &settings.secret_key)
-        .env("KIOREX_OBJECTS__BUCKET", &settings.bucket)
-        .env(
+    [
+        ("KIOREX_OBJECTS__ENDPOINT", settings.endpoint.clone()),
+        ("KIOREX_OBJECTS__ACCESS_KEY", settings.access_key.clone()),
+        ("KIOREX_OBJECTS__SECRET_KEY", settings.secret_key.clone()),
+        ("KIOREX_OBJECTS__BUCKET", settings.bucket.clone()),
+        (
             "KIOREX_OBJECTS__QUARANTINE_BUCKET",
-            &settings.quarantine_bucket,
-        )
-        .env("KIOREX_OBJECTS__KEY_ENCRYPTION_KEYS_FILE", &keyring)
-        .env("KIOREX_SCAN__CLAMD", clamav().address());
+            settings.quarantine_bucket.clone(),
+        ),
+        (
+            "KIOREX_OBJECTS__KEY_ENCRYPTION_KEYS_FILE",
+            keyring.display().to_string(),
+        ),
+        ("KIOREX_SCAN__CLAMD", clamav().address()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// `kiorex` pointed at the test Ceph and clamd, with buckets named by `settings`.
+pub(crate) fn with_documents(
+    site: &Site,
+    settings: &kiorex_objects::S3Settings,
+    args: &[&str],
+) -> Command {
+    let mut command = site.command(args);
+    command.envs(documents_env(site, settings));
     command
 }
 
-fn json_of(command: &mut Command) -> (bool, serde_json::Value) {
+pub(crate) fn json_of(command: &mut Command) -> (bool, serde_json::Value) {
     let output = command.output().expect("run kiorex");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let value =

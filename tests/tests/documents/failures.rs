@@ -173,17 +173,17 @@ async fn a_gateway_stopped_during_an_upload_gives_a_clear_error_and_no_row() {
     assert!(body["title"].as_str().unwrap().contains("not saved"));
     assert_eq!(count_documents(&app), 0, "no row without its object");
     // Through the shared gateway, the buckets hold nothing either.
-    let store = kiorex_objects::ObjectStore::new(&kiorex_objects::S3Settings {
-        endpoint: ceph.endpoint(),
-        ..settings_of(&objects)
-    })
-    .unwrap();
+    let store = kiorex_objects::ObjectStore::new(&settings_of(&objects, &ceph.endpoint())).unwrap();
     assert!(store.list(Shelf::Documents, "").await.unwrap().is_empty());
 }
 
-fn settings_of(objects: &kiorex_objects::Objects) -> kiorex_objects::S3Settings {
+/// The settings of a test app's buckets, on `endpoint`.
+pub(crate) fn settings_of(
+    objects: &kiorex_objects::Objects,
+    endpoint: &str,
+) -> kiorex_objects::S3Settings {
     kiorex_objects::S3Settings {
-        endpoint: String::new(),
+        endpoint: endpoint.to_owned(),
         region: "default".into(),
         path_style: true,
         access_key: kiorex_testkit::ACCESS_KEY.into(),

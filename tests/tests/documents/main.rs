@@ -6,7 +6,10 @@ mod access;
 mod cli;
 mod failures;
 mod fhir;
+mod holds;
 mod lifecycle;
+mod purge;
+mod tls;
 
 use kiorex_testkit::{TestApp, User};
 use reqwest::StatusCode;

@@ -84,13 +84,21 @@ def test_bucket_policy(bucket):
     doc = json.loads((CEPH / f"policies/bucket-policy-{bucket}.json").read_text())
     assert {_bucket_of(a) for a in _resources(doc)} == {bucket}
     allows = [s for s in doc["Statement"] if s["Effect"] == "Allow"]
+    purge = [s for s in allows if s["Principal"] == {"AWS": ["arn:aws:iam:::user/kiorex-purge"]}]
+    allows = [s for s in allows if s not in purge]
     assert all(s["Principal"] == {"AWS": ["arn:aws:iam:::user/kiorex"]} for s in allows)
+    # Only the purge job's user may erase versions, on the documents bucket, and read nothing.
+    assert not purge or bucket == "kiorex-documents"
+    assert all(not any(a in ("s3:GetObject", "s3:GetObjectVersion", "s3:PutObject") for a in s["Action"]) for s in purge)
     assert not any(a in ("s3:*", "*") for s in allows for a in s["Action"])
     tls = [s for s in doc["Statement"] if s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}]
     assert tls and tls[0]["Effect"] == "Deny"
     if bucket == "kiorex-documents":
         keep = [s for s in doc["Statement"] if s["Sid"] == "KeepDocumentHistory"]
         assert keep and "s3:DeleteObjectVersion" in keep[0]["Action"]
+        assert keep[0]["Principal"] == {"AWS": ["arn:aws:iam:::user/kiorex"]}, "core cannot erase history"
+        versioning = [s for s in doc["Statement"] if s["Sid"] == "KeepVersioningOn"]
+        assert versioning and versioning[0]["Principal"] == "*"
 
 
 def test_quarantine_expires_after_30_days_and_nothing_else_expires():

@@ -126,6 +126,19 @@ fn requested(body: &[u8]) -> Result<(Uuid, Described, Vec<u8>), ApiError> {
     ))
 }
 
+/// 202 for an upload held unscanned: an informational OperationOutcome and where to ask again.
+fn held(hold: &super::holds::HoldView) -> Response {
+    let outcome = json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "information", "code": "informational", "diagnostics": hold.message}],
+    });
+    let mut response = fhir_json(StatusCode::ACCEPTED, &outcome);
+    if let Ok(location) = HeaderValue::from_str(&hold.status_url) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
 async fn create(
     State(state): State<AppState>,
     caller: FhirCaller,
@@ -148,7 +161,8 @@ async fn create(
         super::accept(&state, &ctx, &patient, described, spooled, None).await
     };
     match result.await {
-        Ok(doc) => {
+        Ok(super::Accepted::Held(hold)) => held(&hold),
+        Ok(super::Accepted::Stored(doc)) => {
             let mut response = fhir_json(StatusCode::CREATED, &document_reference(&doc));
             if let Ok(location) = HeaderValue::from_str(&format!(
                 "{}/DocumentReference/{}/_history/{}",

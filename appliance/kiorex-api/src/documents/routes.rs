@@ -30,6 +30,7 @@ pub fn routes(upload_limit: usize) -> Router<AppState> {
         .route("/api/v1/documents/{id}", get(describe).delete(delete))
         .route("/api/v1/documents/{id}/versions", post(upload_version))
         .route("/api/v1/documents/{id}/content", get(download))
+        .route("/api/v1/document-holds/{id}", get(hold_status))
         .route(
             "/api/v1/documents/{id}/versions/{version}/content",
             get(download_version),
@@ -60,6 +61,21 @@ fn refusal_in(e: ApiError, request_id: &str, dialect: Dialect) -> Response {
         );
     }
     response
+}
+
+/// 201 with the document, or 202 with the hold's status and where to ask again.
+fn accepted(rid: &RequestId, result: Result<super::Accepted, ApiError>) -> Response {
+    match result {
+        Ok(super::Accepted::Stored(doc)) => (StatusCode::CREATED, Json(doc)).into_response(),
+        Ok(super::Accepted::Held(hold)) => {
+            let mut response = (StatusCode::ACCEPTED, Json(&hold)).into_response();
+            if let Ok(location) = HeaderValue::from_str(&hold.status_url) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Err(e) => refusal(e, &rid.0),
+    }
 }
 
 fn reply<T: serde::Serialize>(
@@ -168,7 +184,9 @@ fn clean_file_name(name: &str) -> String {
 #[utoipa::path(post, path = "/api/v1/patients/{id}/documents", security(("bearer" = [])),
     request_body(content_type = "multipart/form-data", description = "Fields: category (e.g. consent), title (optional), then file"),
     params(("id" = Uuid, Path, description = "The patient")),
-    responses((status = 201, body = DocumentView), (status = 415, description = "Type not allowed (checked by content)"),
+    responses((status = 201, body = DocumentView),
+              (status = 202, body = super::holds::HoldView, description = "Scanner unavailable and scan.hold_when_unavailable on: held unscanned, not in the record yet; poll Location"),
+              (status = 415, description = "Type not allowed (checked by content)"),
               (status = 422, description = "Malware found; quarantined"), (status = 503, description = "Scanner or store unavailable; retry")))]
 async fn upload(
     State(state): State<AppState>,
@@ -192,14 +210,16 @@ async fn upload(
         };
         super::accept(&state, &ctx, &patient, described, spooled, None).await
     };
-    reply(StatusCode::CREATED, &rid, result.await)
+    accepted(&rid, result.await)
 }
 
 /// Uploads a new version of a document; earlier versions are kept.
 #[utoipa::path(post, path = "/api/v1/documents/{id}/versions", security(("bearer" = [])),
     request_body(content_type = "multipart/form-data", description = "Fields: title (optional), then file"),
     params(("id" = Uuid, Path, description = "The document")),
-    responses((status = 201, body = DocumentView), (status = 410, description = "The document was deleted")))]
+    responses((status = 201, body = DocumentView),
+              (status = 202, body = super::holds::HoldView, description = "Held unscanned (scanner unavailable); poll Location"),
+              (status = 410, description = "The document was deleted")))]
 async fn upload_version(
     State(state): State<AppState>,
     Caller(principal): Caller,
@@ -218,7 +238,7 @@ async fn upload_version(
         };
         super::accept(&state, &ctx, &patient, described, spooled, Some(id)).await
     };
-    reply(StatusCode::CREATED, &rid, result.await)
+    accepted(&rid, result.await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,6 +285,24 @@ async fn describe(
         StatusCode::OK,
         &rid,
         super::describe(&state, &ctx, id).await,
+    )
+}
+
+/// The status of an upload held unscanned while the virus scanner was unavailable.
+#[utoipa::path(get, path = "/api/v1/document-holds/{id}", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The hold, from the 202 answer to an upload")),
+    responses((status = 200, body = super::holds::HoldView)))]
+async fn hold_status(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    rid: RequestId,
+    Path(id): Path<Uuid>,
+) -> Response {
+    let ctx = ctx(&state, principal, &rid);
+    reply(
+        StatusCode::OK,
+        &rid,
+        super::holds::status(&state, &ctx, id).await,
     )
 }
 
