@@ -19,6 +19,7 @@ pub mod records;
 pub mod registration;
 pub mod rest;
 pub mod state;
+pub mod terminology;
 
 pub use state::{ApiSettings, AppState};
 
@@ -56,6 +57,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         )
         .nest("/fhir", audit_review::fhir_routes().merge(fhir::routes()))
         .merge(patient_search::routes())
+        .merge(terminology::routes())
         // Refuse an announced oversized body from its Content-Length, before reading any of it;
         // bodies without a length are cut off when they pass the limit.
         .layer(DefaultBodyLimit::disable())

@@ -12,6 +12,7 @@ mod documents;
 mod drafts;
 mod label;
 mod pages;
+mod picker;
 pub mod trend;
 
 use axum::Router;
@@ -53,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/sessions/end", post(admin::end))
         .route("/audit", get(admin::audit))
         .route("/documents/{id}/view", get(documents::view))
+        .route("/terminology/icd-10-cm", get(picker::options))
         .route("/drafts/{key}", get(drafts::load).put(drafts::save))
         .route("/static/{file}", get(static_file))
         .layer(axum::middleware::from_fn(security_headers))

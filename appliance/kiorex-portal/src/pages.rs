@@ -930,6 +930,9 @@ pub struct ClinicalForm {
     text: String,
     #[serde(default)]
     criticality: String,
+    /// What was typed in the ICD-10-CM picker's search box (used when no code was chosen).
+    #[serde(default)]
+    q: String,
 }
 
 fn encounter_json(
@@ -1005,10 +1008,25 @@ pub async fn clinical(
                     .map(|_| ())
             }
             "diagnosis" => {
-                let code = form.code.trim().to_uppercase();
+                // Only a code of the loaded ICD-10-CM list, and one that may be recorded.
+                let typed = if form.code.trim().is_empty() {
+                    &form.q
+                } else {
+                    &form.code
+                };
+                let concept = kiorex_api::terminology::icd10cm_code(&state, typed).await?;
+                if !concept.billable {
+                    return Err(ApiError::bad_request(
+                        "KX-TERM-404",
+                        format!(
+                            "{} is a heading: choose a more specific code under it",
+                            concept.code
+                        ),
+                    ));
+                }
                 let condition = json!({"resourceType": "Condition",
                     "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-                    "code": {"coding": [{"system": kiorex_fhir::extract::ICD10CM, "code": code, "display": form.text.trim()}], "text": form.text.trim()},
+                    "code": {"coding": [{"system": kiorex_fhir::extract::ICD10CM, "code": concept.code, "display": concept.display}], "text": concept.display},
                     "subject": {"reference": format!("Patient/{id}")}});
                 let parsed = kiorex_fhir::parse::parse_value(ResourceKind::Condition, condition)
                     .map_err(ApiError::invalid)?;
@@ -1085,16 +1103,7 @@ fn clinical_forms(live: &Live, patient: Uuid, open: &[&Stored]) -> Markup {
                     p { button.secondary type="submit" { "Close" } }
                 }
             }
-            form.panel method="post" action=(action) {
-                h2 { "Add a diagnosis" }
-                input type="hidden" name="csrf_token" value=(csrf);
-                input type="hidden" name="what" value="diagnosis";
-                label for="dx-code" { "ICD-10-CM code" }
-                input #dx-code name="code" required placeholder="E11.9";
-                label for="dx-text" { "Description" }
-                input #dx-text name="text" required;
-                p { button type="submit" { "Add diagnosis" } }
-            }
+            (crate::picker::diagnosis_form(csrf, patient))
             form.panel method="post" action=(action) {
                 h2 { "Add an allergy" }
                 input type="hidden" name="csrf_token" value=(csrf);

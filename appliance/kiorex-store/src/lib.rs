@@ -15,6 +15,7 @@ pub mod review;
 pub mod schema;
 pub mod search;
 pub mod sessions;
+pub mod terminology;
 
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
@@ -146,10 +147,17 @@ pub fn connect_once(url: &str) -> StoreResult<PgConnection> {
 
 /// Applies every pending migration; returns the names of those applied.
 pub fn run_migrations(conn: &mut PgConnection) -> StoreResult<Vec<String>> {
-    let applied = conn
+    let applied: Vec<String> = conn
         .run_pending_migrations(MIGRATIONS)
-        .map_err(|e| StoreError::Migration(e.to_string()))?;
-    Ok(applied.iter().map(ToString::to_string).collect())
+        .map_err(|e| StoreError::Migration(e.to_string()))?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // The bundled code lists travel with the schema (terminology.rs says why).
+    if let terminology::Loaded::Loaded(n) = terminology::load_bundled(conn, chrono::Utc::now())? {
+        tracing::info!(system = terminology::ICD10CM, codes = n, "code list loaded");
+    }
+    Ok(applied)
 }
 
 /// The migrations this binary knows of that the database has not applied.
