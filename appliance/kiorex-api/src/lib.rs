@@ -12,6 +12,7 @@ pub mod documents;
 pub mod error;
 pub mod fhir;
 pub mod health;
+pub mod history;
 pub mod identity;
 pub mod openapi;
 pub mod patient_search;

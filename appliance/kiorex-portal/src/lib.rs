@@ -10,7 +10,9 @@
 mod admin;
 mod documents;
 mod drafts;
+mod history;
 mod label;
+mod notes;
 mod pages;
 mod picker;
 pub mod trend;
@@ -54,6 +56,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/sessions/end", post(admin::end))
         .route("/audit", get(admin::audit))
         .route("/documents/{id}/view", get(documents::view))
+        .route("/encounters/{id}/notes", post(notes::create))
+        .route("/notes/{id}/edit", get(notes::edit_form))
+        .route("/notes/{id}", post(notes::save))
+        .route("/history/{kind}/{id}", get(history::page_history))
         .route("/terminology/icd-10-cm", get(picker::options))
         .route("/drafts/{key}", get(drafts::load).put(drafts::save))
         .route("/static/{file}", get(static_file))

@@ -23,16 +23,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-fn idle(state: &AppState) -> i64 {
+pub(crate) fn idle(state: &AppState) -> i64 {
     state.identity.settings.session_idle_seconds
 }
 
-fn ctx(state: &AppState, live: &Live, rid: &RequestId) -> Ctx {
+pub(crate) fn ctx(state: &AppState, live: &Live, rid: &RequestId) -> Ctx {
     Ctx::new(state, live.principal.clone(), &rid.0)
 }
 
 /// A page that says what went wrong, in words, with the request id, under the error's status.
-fn error_page(
+pub(crate) fn error_page(
     state: &AppState,
     live: &Live,
     rid: &RequestId,
@@ -47,7 +47,7 @@ fn error_page(
         .into_response()
 }
 
-fn html_page(markup: Markup) -> Response {
+pub(crate) fn html_page(markup: Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
@@ -56,7 +56,7 @@ pub(crate) fn csrf_ok(live: &Live, sent: &str) -> bool {
     constant_time_eq(sent.as_bytes(), live.session.csrf_token.as_bytes())
 }
 
-fn csrf_refused(state: &AppState, live: &Live, rid: &RequestId) -> Response {
+pub(crate) fn csrf_refused(state: &AppState, live: &Live, rid: &RequestId) -> Response {
     let error = ApiError::new(
         StatusCode::FORBIDDEN,
         "KX-AUTH-004",
@@ -485,6 +485,7 @@ fn patient_header(patient: &Stored, allergies: &[String]) -> Markup {
             span { "MRN " strong { (mrn_of(p)) } }
             a.no-print href={ "/patients/" (patient.id) "/label" } target="_blank" { "Print label" }
             a.no-print href={ "/patients/" (patient.id) "/demographics" } { "Edit demographics" }
+            a.no-print href={ "/history/Patient/" (patient.id) } { "History" }
             @if allergies.is_empty() {
                 span.muted { "No known allergies recorded" }
             } @else {
@@ -514,6 +515,7 @@ fn restricted(live: &Live, patient: &Stored, message: Option<Markup>) -> Markup 
 
 /// One observation's display: what, value, unit, when, flag.
 struct Result_ {
+    id: Uuid,
     loinc: String,
     display: String,
     value: Option<f64>,
@@ -523,9 +525,10 @@ struct Result_ {
     vital: bool,
 }
 
-fn observation(o: &Value) -> Result_ {
+fn observation(id: Uuid, o: &Value) -> Result_ {
     let coding = &o["code"]["coding"][0];
     Result_ {
+        id,
         loinc: text(&coding["code"]),
         display: coding["display"]
             .as_str()
@@ -554,14 +557,19 @@ fn chart_body(
     let allergies: Vec<String> = of("AllergyIntolerance")
         .map(|a| concept(&a.content["code"]))
         .collect();
-    let problems: Vec<String> = of("Condition")
-        .map(|c| concept(&c.content["code"]))
+    let problems: Vec<(Uuid, String)> = of("Condition")
+        .map(|c| (c.id, concept(&c.content["code"])))
+        .collect();
+    let allergy_rows: Vec<(Uuid, String)> = of("AllergyIntolerance")
+        .map(|a| (a.id, concept(&a.content["code"])))
         .collect();
     let medications: Vec<String> = of("MedicationRequest")
         .filter(|m| m.content["status"] == "active")
         .map(|m| concept(&m.content["medicationCodeableConcept"]))
         .collect();
-    let mut results: Vec<Result_> = of("Observation").map(|o| observation(&o.content)).collect();
+    let mut results: Vec<Result_> = of("Observation")
+        .map(|o| observation(o.id, &o.content))
+        .collect();
     results.sort_by_key(|r| std::cmp::Reverse(r.at));
     let heart: Vec<Point> = {
         let mut p: Vec<Point> = results
@@ -581,6 +589,7 @@ fn chart_body(
         .map(|v| (v.range.low, v.range.high))
         .unwrap_or((None, None));
     let encounters: Vec<&Stored> = of("Encounter").collect();
+    let notes: Vec<&Stored> = of("ClinicalImpression").collect();
     let open: Vec<&Stored> = encounters
         .iter()
         .copied()
@@ -597,9 +606,9 @@ fn chart_body(
         }
         @if let Some(m) = message { (m) }
         div.grid {
-            section.panel { h2 { "Problems" } @if problems.is_empty() { p.muted { "None recorded" } } ul { @for p in &problems { li { (p) } } } }
+            section.panel { h2 { "Problems" } @if problems.is_empty() { p.muted { "None recorded" } } ul { @for (pid, p) in &problems { li { (p) " " a.history href={ "/history/Condition/" (pid) } { "history" } } } } }
             section.panel { h2 { "Current medications" } @if medications.is_empty() { p.muted { "None recorded" } } ul { @for m in &medications { li { (m) } } } }
-            section.panel { h2 { "Allergies" } @if allergies.is_empty() { p.muted { "None recorded" } } ul { @for a in &allergies { li.allergy { (a) } } } }
+            section.panel { h2 { "Allergies" } @if allergies.is_empty() { p.muted { "None recorded" } } ul { @for (aid, a) in &allergy_rows { li { span.allergy { (a) } " " a.history href={ "/history/AllergyIntolerance/" (aid) } { "history" } } } } }
         }
         section.panel {
             h2 { "Vital signs" }
@@ -625,7 +634,7 @@ fn chart_body(
                                 td { (r.display) @if r.vital { span.muted { " (vital sign)" } } }
                                 td { (r.value.map(|v| v.to_string()).unwrap_or_default()) " " (r.unit) }
                                 td { @if !r.flag.is_empty() && r.flag != "N" { span class={ "flag-" (r.flag) } { (flag_words(&r.flag)) } } }
-                                td { (r.at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()) }
+                                td { (r.at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()) " " a.history href={ "/history/Observation/" (r.id) } { "history" } }
                             }
                         }
                     }
@@ -633,11 +642,7 @@ fn chart_body(
             }
         }
         (clinical_forms(live, patient.id, &open))
-        section.panel {
-            h2 { "Encounters" }
-            @if encounters.is_empty() { p.muted { "No encounters" } }
-            ul { @for e in &encounters { li { (text(&e.content["class"]["code"])) " · " (text(&e.content["status"])) " · " (text(&e.content["period"]["start"])) } } }
-        }
+        (crate::notes::timeline(live, &encounters, &notes))
     }
 }
 
@@ -852,7 +857,7 @@ pub async fn review(
 
 // ---------- reading FHIR for display ----------
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
