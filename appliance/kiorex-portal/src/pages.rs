@@ -571,23 +571,6 @@ fn chart_body(
         .map(|o| observation(o.id, &o.content))
         .collect();
     results.sort_by_key(|r| std::cmp::Reverse(r.at));
-    let heart: Vec<Point> = {
-        let mut p: Vec<Point> = results
-            .iter()
-            .filter(|r| r.loinc == "8867-4")
-            .filter_map(|r| {
-                Some(Point {
-                    at: r.at?,
-                    value: r.value?,
-                })
-            })
-            .collect();
-        p.sort_by_key(|p| p.at);
-        p
-    };
-    let hr_range = vital_sign("8867-4")
-        .map(|v| (v.range.low, v.range.high))
-        .unwrap_or((None, None));
     let encounters: Vec<&Stored> = of("Encounter").collect();
     let notes: Vec<&Stored> = of("ClinicalImpression").collect();
     let open: Vec<&Stored> = encounters
@@ -612,7 +595,7 @@ fn chart_body(
         }
         section.panel {
             h2 { "Vital signs" }
-            (raw(trend::svg("Heart rate", "/min", &heart, hr_range.0, hr_range.1)))
+            (vital_trends(&results))
             form method="post" action={ "/patients/" (patient.id) "/vitals" } data-draft={ "vitals-" (patient.id) } {
                 input type="hidden" name="csrf_token" value=(live.session.csrf_token);
                 div.grid {
@@ -646,13 +629,93 @@ fn chart_body(
     }
 }
 
-const VITAL_FIELDS: [(&str, &str, &str); 6] = [
+/// The points of one vital sign, oldest first.
+fn points_of(results: &[Result_], loinc: &str) -> Vec<Point> {
+    let mut p: Vec<Point> = results
+        .iter()
+        .filter(|r| r.loinc == loinc)
+        .filter_map(|r| {
+            Some(Point {
+                at: r.at?,
+                value: r.value?,
+            })
+        })
+        .collect();
+    p.sort_by_key(|p| p.at);
+    p
+}
+
+/// The normal range of a vital sign, as Kiorex ships it (marked as a default).
+fn band_of(loinc: &str) -> Option<trend::Band> {
+    let range = &vital_sign(loinc)?.range;
+    Some(trend::Band {
+        low: range.low?,
+        high: range.high?,
+        default: range.is_default,
+    })
+}
+
+/// One trend chart per vital sign; systolic and diastolic pressure share one.
+fn vital_trends(results: &[Result_]) -> Markup {
+    let single = |title: &str, unit: &str, loinc: &str| {
+        let points = points_of(results, loinc);
+        trend::chart(
+            title,
+            unit,
+            &[trend::Series {
+                name: title,
+                points: &points,
+                band: band_of(loinc),
+            }],
+        )
+    };
+    let systolic = points_of(results, "8480-6");
+    let diastolic = points_of(results, "8462-4");
+    let pressure = trend::chart(
+        "Blood pressure",
+        "mm Hg",
+        &[
+            trend::Series {
+                name: "Systolic",
+                points: &systolic,
+                band: band_of("8480-6"),
+            },
+            trend::Series {
+                name: "Diastolic",
+                points: &diastolic,
+                band: band_of("8462-4"),
+            },
+        ],
+    );
+    let charts = [
+        ("Heart rate (/min)", single("Heart rate", "/min", "8867-4")),
+        ("Blood pressure (mm Hg), systolic and diastolic", pressure),
+        ("Temperature (°C)", single("Temperature", "°C", "8310-5")),
+        (
+            "Respiratory rate (/min)",
+            single("Respiratory rate", "/min", "9279-1"),
+        ),
+        ("SpO₂ (%)", single("SpO₂", "%", "59408-5")),
+        ("Weight (kg)", single("Weight", "kg", "29463-7")),
+    ];
+    html! {
+        p.muted { "Green bands: the normal range (Kiorex's default ranges until your lab or ward sets its own). Red points are outside it." }
+        div.trends {
+            @for (caption, svg) in charts {
+                figure { figcaption { (caption) } (raw(svg)) }
+            }
+        }
+    }
+}
+
+const VITAL_FIELDS: [(&str, &str, &str); 7] = [
     ("heart_rate", "Heart rate", "/min"),
     ("systolic", "Systolic BP", "mm Hg"),
     ("diastolic", "Diastolic BP", "mm Hg"),
     ("temperature", "Temperature", "°C"),
     ("respiratory_rate", "Respiratory rate", "/min"),
     ("spo2", "SpO₂", "%"),
+    ("weight", "Weight", "kg"),
 ];
 
 fn loinc_of(field: &str) -> &'static str {
@@ -662,6 +725,7 @@ fn loinc_of(field: &str) -> &'static str {
         "diastolic" => "8462-4",
         "temperature" => "8310-5",
         "respiratory_rate" => "9279-1",
+        "weight" => "29463-7",
         _ => "59408-5",
     }
 }
