@@ -10,6 +10,7 @@ pub mod auth;
 pub mod care;
 pub mod documents;
 pub mod error;
+pub mod facility_settings;
 pub mod fhir;
 pub mod health;
 pub mod history;
@@ -20,6 +21,7 @@ pub mod records;
 pub mod registration;
 pub mod rest;
 pub mod state;
+pub mod system_health;
 pub mod terminology;
 
 pub use state::{ApiSettings, AppState};

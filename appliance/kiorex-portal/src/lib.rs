@@ -15,6 +15,7 @@ mod label;
 mod notes;
 mod pages;
 mod picker;
+mod settings;
 pub mod trend;
 
 use axum::Router;
@@ -54,6 +55,9 @@ pub fn router() -> Router<AppState> {
         .route("/admin", get(admin::page_admin))
         .route("/admin/group-roles", post(admin::save_mapping))
         .route("/admin/sessions/end", post(admin::end))
+        .route("/admin/facility", get(settings::facility_page))
+        .route("/admin/facility/{id}", post(settings::save_facility))
+        .route("/admin/health", get(settings::health_page))
         .route("/audit", get(admin::audit))
         .route("/documents/{id}/view", get(documents::view))
         .route("/encounters/{id}/notes", post(notes::create))

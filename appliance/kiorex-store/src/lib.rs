@@ -15,6 +15,7 @@ pub mod review;
 pub mod schema;
 pub mod search;
 pub mod sessions;
+pub mod system_health;
 pub mod terminology;
 
 use diesel::pg::PgConnection;
