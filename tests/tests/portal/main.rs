@@ -3,6 +3,9 @@
 //! record vitals and see the abnormal flag; the auditor sees the event. Screenshots of the main
 //! pages are saved under `target/portal-screenshots/`.
 
+mod clinical;
+mod keyboard;
+
 use kiorex_api::identity::IdentitySettings;
 use kiorex_testkit::browser::Browser;
 use kiorex_testkit::ldap::{PASSWORD, Slapd};
