@@ -142,6 +142,10 @@ pub struct PortalArgs {
     /// Makes the patient's name unique between runs on one server
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Measure this existing patient (from an earlier run with the same --seed) instead of
+    /// creating one
+    #[arg(long)]
+    pub patient: Option<String>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }

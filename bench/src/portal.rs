@@ -36,7 +36,10 @@ pub async fn run(args: PortalArgs) -> Result<()> {
     let api = Api::new(&args.server, 2)?;
     api.login().await?;
     let family = format!("Chartbench{}", args.seed);
-    let patient = make_history(&api, &args, &family).await?;
+    let patient = match &args.patient {
+        Some(id) => id.clone(),
+        None => make_history(&api, &args, &family).await?,
+    };
     let cookie = portal_session(&api, &args).await?;
     let chart_path = format!("/patients/{patient}");
     let mut chart = Histogram::<u64>::new(3)?;
