@@ -280,4 +280,21 @@ mod tests {
             parse_bytes(ResourceKind::Patient, b"{\"resourceType\": \"Patient\",").unwrap_err();
         assert_eq!(issues[0].code, IssueCode::Structure);
     }
+
+    #[test]
+    fn an_encounter_note_links_its_patient_encounter_and_author() {
+        let note = json!({"resourceType": "ClinicalImpression", "status": "completed",
+            "subject": {"reference": "Patient/6f1c2a1e-0000-4000-8000-000000000001"},
+            "encounter": {"reference": "Encounter/6f1c2a1e-0000-4000-8000-000000000002"},
+            "assessor": {"reference": "Practitioner/6f1c2a1e-0000-4000-8000-000000000003"},
+            "date": "2026-11-23T08:00:00Z", "summary": "Chest pain since this morning."});
+        let parsed = parse_value(ResourceKind::ClinicalImpression, note).unwrap();
+        assert_eq!(parsed.resource.kind(), ResourceKind::ClinicalImpression);
+        let links = crate::extract::links(&parsed.resource).unwrap();
+        let params: Vec<Option<&str>> = links.iter().map(|l| l.param).collect();
+        assert_eq!(params, [Some("subject"), Some("encounter"), None]);
+        let without_patient = json!({"resourceType": "ClinicalImpression", "status": "completed",
+            "subject": {"reference": "Encounter/6f1c2a1e-0000-4000-8000-000000000002"}});
+        assert!(parse_value(ResourceKind::ClinicalImpression, without_patient).is_err());
+    }
 }

@@ -205,6 +205,9 @@ fn code_key(code: &str) -> String {
     code.trim().replace('.', "").to_uppercase()
 }
 
+/// Words beyond this many in the search box are ignored (six words pin down any diagnosis).
+const MAX_WORDS: usize = 6;
+
 /// Escapes LIKE's wildcards so that what was typed is matched literally.
 fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -231,20 +234,25 @@ pub fn search(
         .bind::<diesel::sql_types::BigInt, _>(limit)
         .load(conn)?),
         Typed::Words(words) => {
-            let patterns: Vec<String> = words
-                .iter()
-                .map(|w| format!("%{}%", like_escape(w)))
+            // One LIKE per word (not `LIKE ALL (array)`): GIN cannot take an array condition,
+            // but it combines one trigram index scan per word with a bitmap AND.
+            let words: Vec<&String> = words.iter().take(MAX_WORDS).collect();
+            let conditions: Vec<String> = (0..words.len())
+                .map(|i| format!("lower(display) LIKE ${}", i + 3))
                 .collect();
-            // `LIKE ALL` keeps the trigram index usable for every word at once.
-            Ok(diesel::sql_query(
-                "SELECT code, display, billable FROM concept \
-                 WHERE system = $1 AND lower(display) LIKE ALL ($2::text[]) \
-                 ORDER BY billable DESC, length(display), code LIMIT $3",
-            )
-            .bind::<Text, _>(system)
-            .bind::<diesel::sql_types::Array<Text>, _>(patterns)
-            .bind::<diesel::sql_types::BigInt, _>(limit)
-            .load(conn)?)
+            let sql = format!(
+                "SELECT code, display, billable FROM concept WHERE system = $1 AND {} \
+                 ORDER BY billable DESC, length(display), code LIMIT $2",
+                conditions.join(" AND ")
+            );
+            let mut query = diesel::sql_query(sql)
+                .into_boxed::<diesel::pg::Pg>()
+                .bind::<Text, _>(system.to_owned())
+                .bind::<diesel::sql_types::BigInt, _>(limit);
+            for w in words {
+                query = query.bind::<Text, _>(format!("%{}%", like_escape(w)));
+            }
+            Ok(query.load(conn)?)
         }
     }
 }
