@@ -429,12 +429,24 @@ fn duplicate_warning(form: &RegisterForm, candidates: &[Value]) -> Markup {
 
 // ---------- the chart ----------
 
+/// How the chart is shown: the latest results only (the default), or all of them.
+#[derive(Debug, Deserialize, Default)]
+pub struct ChartView {
+    results: Option<String>,
+}
+
+/// The results table shows this many of the latest results unless all are asked for: a chart
+/// must open fast on an old PC, and five years of vitals are in the trends above it.
+const RECENT_RESULTS: usize = 30;
+
 pub async fn chart(
     State(state): State<AppState>,
     rid: RequestId,
     Staff(live): Staff,
     Path(id): Path<Uuid>,
+    Query(view): Query<ChartView>,
 ) -> Response {
+    let all_results = view.results.as_deref() == Some("all");
     let ctx = ctx(&state, &live, &rid);
     let patient = match records::read(&state, &ctx, ResourceKind::Patient, id).await {
         Ok(p) => p,
@@ -453,7 +465,7 @@ pub async fn chart(
                 .flatten();
             let documents = crate::documents::list(&state, &ctx, id).await;
             let body = html! {
-                (chart_body(&live, &patient, &all, glass.map(|g| g.expires_at), None))
+                (chart_body(&live, &patient, &all, glass.map(|g| g.expires_at), all_results))
                 (crate::documents::panel(&live, id, &documents))
             };
             html_page(page(
@@ -551,7 +563,7 @@ fn chart_body(
     patient: &Stored,
     all: &[Stored],
     glass_until: Option<DateTime<Utc>>,
-    message: Option<Markup>,
+    all_results: bool,
 ) -> Markup {
     let of = |t: &'static str| all.iter().filter(move |s| s.resource_type == t);
     let allergies: Vec<String> = of("AllergyIntolerance")
@@ -587,7 +599,6 @@ fn chart_body(
         @if let Some(until) = glass_until {
             div.banner.glass role="alert" { "Break-the-glass access: this record is open to you until " (until.format("%H:%M UTC")) ". Your access is recorded and reviewed." }
         }
-        @if let Some(m) = message { (m) }
         div.grid {
             section.panel { h2 { "Problems" } @if problems.is_empty() { p.muted { "None recorded" } } ul { @for (pid, p) in &problems { li { (p) " " a.history href={ "/history/Condition/" (pid) } { "history" } } } } }
             section.panel { h2 { "Current medications" } @if medications.is_empty() { p.muted { "None recorded" } } ul { @for m in &medications { li { (m) } } } }
@@ -606,13 +617,13 @@ fn chart_body(
                 p { button type="submit" { "Record vital signs" } }
             }
         }
-        section.panel {
+        section.panel #results {
             h2 { "Results" }
             @if results.is_empty() { p.muted { "No results yet" } } @else {
                 table {
                     thead { tr { th { "Test" } th { "Value" } th { "Flag" } th { "When" } } }
                     tbody {
-                        @for r in &results {
+                        @for r in results.iter().take(if all_results { usize::MAX } else { RECENT_RESULTS }) {
                             tr {
                                 td { (r.display) @if r.vital { span.muted { " (vital sign)" } } }
                                 td { (r.value.map(|v| v.to_string()).unwrap_or_default()) " " (r.unit) }
@@ -621,6 +632,9 @@ fn chart_body(
                             }
                         }
                     }
+                }
+                @if !all_results && results.len() > RECENT_RESULTS {
+                    p { a href={ "/patients/" (patient.id) "?results=all#results" } { "Show all " (results.len()) " results" } }
                 }
             }
         }
