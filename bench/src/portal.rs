@@ -35,7 +35,8 @@ const VITALS: [(&str, &str, &str, f64, f64); 7] = [
 pub async fn run(args: PortalArgs) -> Result<()> {
     let api = Api::new(&args.server, 2)?;
     api.login().await?;
-    let family = format!("Chartbench{}", args.seed);
+    // Letters only: a word with a digit in the search box is read as an MRN, not a name.
+    let family = format!("Chartbench{}", letters(args.seed));
     let patient = match &args.patient {
         Some(id) => id.clone(),
         None => make_history(&api, &args, &family).await?,
@@ -79,6 +80,18 @@ pub async fn run(args: PortalArgs) -> Result<()> {
     }
     report(&args, &chart, bytes, &search, &typed, &picker);
     Ok(())
+}
+
+/// 1 → "a", 2 → "b", 27 → "aa": a seed as a name suffix.
+fn letters(mut n: u64) -> String {
+    let mut out = Vec::new();
+    while n > 0 {
+        n -= 1;
+        out.push(b'a' + (n % 26) as u8);
+        n /= 26;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn micros(started: Instant) -> u64 {

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod audit_review;
 pub mod auth;
 pub mod care;
+pub mod chart;
 pub mod documents;
 pub mod error;
 pub mod facility_settings;

@@ -249,8 +249,10 @@ pub async fn search(
     Query(q): Query<SearchQuery>,
 ) -> Response {
     let typed = q.q.unwrap_or_default();
-    if typed.trim().chars().count() < 2 {
-        return html_page(html! { p.muted { "Type at least two letters." } });
+    // Two letters match thousands of patients at a large hospital: the answer would be an
+    // arbitrary twenty of them at the cost of a full fuzzy search on every keystroke.
+    if typed.trim().chars().count() < 3 {
+        return html_page(html! { p.muted { "Type at least three letters." } });
     }
     // The front-desk search (typos, reversed order, dates as typed, MRN, phone), audited.
     match kiorex_api::patient_search::find_patients(
@@ -454,7 +456,7 @@ pub async fn chart(
             return error_page(&state, &live, &rid, "Patient", &e);
         }
     };
-    match records::everything(&state, &ctx, id).await {
+    match kiorex_api::chart::open(&state, &ctx, &patient).await {
         Ok(all) => {
             let (user, now) = (live.principal.user_id, Utc::now());
             let glass = state

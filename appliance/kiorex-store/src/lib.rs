@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod care;
+pub mod chart;
 pub mod directory;
 pub mod documents;
 pub mod drafts;
