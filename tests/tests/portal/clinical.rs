@@ -65,6 +65,13 @@ async fn a_clinician_codes_a_diagnosis_writes_a_note_and_reads_the_history() {
         page.contains("default ranges"),
         "defaults are marked as such"
     );
+    // Each chart view is audited once, naming the patient and what was shown.
+    assert!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM audit_log WHERE action = 'chart' AND patient_id = '{patient}' \
+             AND detail LIKE '%4 Observation%'"
+        )) >= 1
+    );
 
     // An encounter, and a note written from it; then the note is corrected.
     browser
