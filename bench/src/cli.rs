@@ -43,6 +43,9 @@ pub enum Command {
     /// Measure front-desk patient search (latency p50/p95/p99 and whether the right patient is
     /// in the top three) with queries made from patients already loaded. Read-only.
     Frontdesk(FrontDeskArgs),
+    /// Measure the staff portal: server time to render the chart of a patient with five years
+    /// of history (it creates that patient), and the search-as-you-type request per keystroke.
+    Portal(PortalArgs),
     /// Print one synthetic transaction Bundle as JSON, without contacting any server.
     Sample(SampleArgs),
     /// Measure what the DMZ edge costs: the same FHIR read against core directly and through
@@ -113,6 +116,36 @@ pub struct DocumentsArgs {
     /// Uploads (and downloads) per size
     #[arg(long, default_value_t = 10, value_parser = at_least_one())]
     pub count: usize,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Args)]
+pub struct PortalArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Encounters in the patient's history
+    #[arg(long, default_value_t = 200, value_parser = at_least_one())]
+    pub encounters: usize,
+    /// Vital-sign observations in the history (spread over the encounters)
+    #[arg(long, default_value_t = 2000)]
+    pub observations: usize,
+    /// Documents (small PDFs; needs documents configured on the server, else give 0)
+    #[arg(long, default_value_t = 50)]
+    pub documents: usize,
+    /// Chart requests measured (after 5 unmeasured ones)
+    #[arg(long, default_value_t = 200, value_parser = at_least_one())]
+    pub renders: usize,
+    /// Times the patient's name is typed into the search box
+    #[arg(long, default_value_t = 20, value_parser = at_least_one())]
+    pub rounds: usize,
+    /// Makes the patient's name unique between runs on one server
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Measure this existing patient (from an earlier run with the same --seed) instead of
+    /// creating one
+    #[arg(long)]
+    pub patient: Option<String>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }

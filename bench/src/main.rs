@@ -7,6 +7,7 @@ mod documents;
 mod edge;
 mod frontdesk;
 mod load;
+mod portal;
 mod report;
 mod run;
 
@@ -25,6 +26,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => run::run(args).await,
         Command::Documents(args) => documents::run(args).await,
         Command::Frontdesk(args) => frontdesk::run(args).await,
+        Command::Portal(args) => portal::run(args).await,
         Command::Sample(args) => sample(&args),
         Command::Edge(args) => edge::run(args).await,
     };

@@ -17,7 +17,7 @@ use kiorex_fhir::bundle::{self, BundleKind, EntryResponse, HistoryItem, InEntry,
 use kiorex_fhir::params::{DEFAULT_COUNT, FhirSearch, parse_search};
 use kiorex_fhir::parse::{parse_bytes, parse_value};
 use kiorex_fhir::{FHIR_JSON, Issue, IssueCode, ResourceKind};
-use kiorex_store::resources::{self, Draft, HistoryQuery, Stored, WriteContext};
+use kiorex_store::resources::{self, Draft, Stored, WriteContext};
 use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -509,77 +509,18 @@ async fn history(
             }
         }
     }
-    let scope = Permission::new(
-        kind.map_or(
-            kiorex_domain::permission::Resource::Patient,
-            ResourceKind::guarded_by,
-        ),
-        Action::Read,
-    );
-    let mut facilities = ctx.principal.facilities_with(scope);
-    if let (Some(k), Some(id)) = (kind, id) {
-        // The history of a deleted record stays readable, so read it whatever its state.
-        let current = state
-            .store
-            .run(move |conn| resources::read(conn, k.name(), id))
-            .await?;
-        if !ctx.principal.may(scope, current.facility_id) {
-            return Err(ApiError::forbidden(
-                "you may not read records at this facility",
-            ));
-        }
-        facilities = vec![current.facility_id];
-    }
-    let query = HistoryQuery {
-        resource_type: kind.map(ResourceKind::name),
-        id,
-        facilities,
-        since,
-        count: count + 1,
-        offset,
-    };
-    let mut entries = state
-        .store
-        .run(move |conn| resources::history(conn, &query))
-        .await?;
-    let has_more = entries.len() as i64 > count;
-    entries.truncate(count as usize);
-    // Clinical versions of patients outside the caller's care are left out, as in search.
-    let clinical = |e: &resources::HistoryEntry| {
-        ResourceKind::from_name(&e.resource_type)
-            .is_some_and(|k| kiorex_domain::identity::is_clinical(k.guarded_by()))
-    };
-    let guarded: Vec<(Uuid, Uuid)> = entries
-        .iter()
-        .filter(|e| clinical(e))
-        .filter_map(|e| {
-            records::patient_of(&e.resource_type, e.id, &e.content).map(|p| (p, e.facility_id))
-        })
-        .collect();
-    if !guarded.is_empty() {
-        let open = records::patients_open_to(state, &ctx, guarded).await?;
-        entries.retain(|e| {
-            !clinical(e)
-                || records::patient_of(&e.resource_type, e.id, &e.content)
-                    .is_none_or(|p| open.contains(&p))
-        });
-    }
-    let events = entries
-        .iter()
-        .map(|e| crate::audit::Event {
-            action: "history",
-            outcome: "success",
-            resource_type: kind.map_or("Unknown", ResourceKind::name),
-            resource_id: e.id.to_string(),
-            patient_id: records::patient_of(&e.resource_type, e.id, &e.content),
-            facility_id: Some(e.facility_id),
-            detail: format!("version {}", e.version_id),
-        })
-        .collect();
-    state
-        .audit
-        .by(&ctx.principal, &ctx.request_id, events)
-        .await?;
+    let (entries, has_more) = crate::history::versions(
+        state,
+        &ctx,
+        crate::history::Wanted {
+            kind,
+            id,
+            since,
+            count,
+            offset,
+        },
+    )
+    .await?;
     let base = state.fhir_base();
     let path = match (kind, id) {
         (Some(k), Some(id)) => format!("{base}/{}/{id}/_history", k.name()),

@@ -8,10 +8,13 @@ pub mod audit;
 pub mod audit_review;
 pub mod auth;
 pub mod care;
+pub mod chart;
 pub mod documents;
 pub mod error;
+pub mod facility_settings;
 pub mod fhir;
 pub mod health;
+pub mod history;
 pub mod identity;
 pub mod openapi;
 pub mod patient_search;
@@ -19,6 +22,8 @@ pub mod records;
 pub mod registration;
 pub mod rest;
 pub mod state;
+pub mod system_health;
+pub mod terminology;
 
 pub use state::{ApiSettings, AppState};
 
@@ -56,6 +61,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         )
         .nest("/fhir", audit_review::fhir_routes().merge(fhir::routes()))
         .merge(patient_search::routes())
+        .merge(terminology::routes())
         // Refuse an announced oversized body from its Content-Length, before reading any of it;
         // bodies without a length are cut off when they pass the limit.
         .layer(DefaultBodyLimit::disable())

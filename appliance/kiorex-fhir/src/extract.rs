@@ -178,6 +178,21 @@ pub fn links(resource: &Clinical) -> Result<Vec<Link>, Vec<Issue>> {
                 p.encounter.as_ref(),
             );
         }
+        Clinical::ClinicalImpression(c) => {
+            add(
+                f,
+                "ClinicalImpression.subject",
+                Some("subject"),
+                Some(&c.subject),
+            );
+            add(
+                f,
+                "ClinicalImpression.encounter",
+                Some("encounter"),
+                c.encounter.as_ref(),
+            );
+            add(f, "ClinicalImpression.assessor", None, c.assessor.as_ref());
+        }
     }
     let mut links = Vec::new();
     let mut issues = Vec::new();
@@ -465,6 +480,12 @@ pub fn index(resource: &Clinical, links: &[Link]) -> SearchIndex {
                 Some(r::ProcedurePerformed::DateTime(d)) => date(&mut ix, "date", &json_string(d)),
                 Some(r::ProcedurePerformed::Period(per)) => period(&mut ix, "date", per),
                 _ => {}
+            }
+        }
+        Clinical::ClinicalImpression(c) => {
+            token(&mut ix, "status", "", &c.status);
+            if let Some(d) = &c.date {
+                date(&mut ix, "date", &json_string(d));
             }
         }
     }

@@ -13,10 +13,12 @@ pub enum ResourceKind {
     AllergyIntolerance,
     MedicationRequest,
     Procedure,
+    /// A clinician's note on an encounter (see `kiorex-portal` notes for why this type).
+    ClinicalImpression,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 9] = [
+    pub const ALL: [ResourceKind; 10] = [
         ResourceKind::Patient,
         ResourceKind::Practitioner,
         ResourceKind::Organization,
@@ -26,6 +28,7 @@ impl ResourceKind {
         ResourceKind::AllergyIntolerance,
         ResourceKind::MedicationRequest,
         ResourceKind::Procedure,
+        ResourceKind::ClinicalImpression,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +42,7 @@ impl ResourceKind {
             ResourceKind::AllergyIntolerance => "AllergyIntolerance",
             ResourceKind::MedicationRequest => "MedicationRequest",
             ResourceKind::Procedure => "Procedure",
+            ResourceKind::ClinicalImpression => "ClinicalImpression",
         }
     }
 
@@ -58,6 +62,9 @@ impl ResourceKind {
             ResourceKind::AllergyIntolerance => Resource::Allergy,
             ResourceKind::MedicationRequest => Resource::Medication,
             ResourceKind::Procedure => Resource::Procedure,
+            // Notes are clinical findings: written and read by those who record and read
+            // observations (physicians, nurses), never by the front desk.
+            ResourceKind::ClinicalImpression => Resource::Observation,
         }
     }
 

@@ -149,6 +149,22 @@ const PROCEDURE: &[ParamDef] = &[
     def("encounter", Reference(K::Encounter), "The encounter"),
 ];
 
+const CLINICAL_IMPRESSION: &[ParamDef] = &[
+    def("patient", Reference(K::Patient), "The patient"),
+    def("subject", Reference(K::Patient), "The patient"),
+    def(
+        "encounter",
+        Reference(K::Encounter),
+        "The encounter the note is about",
+    ),
+    def("date", Date, "When the note was written"),
+    def(
+        "status",
+        Token,
+        "in-progress | completed | entered-in-error",
+    ),
+];
+
 /// The search parameters of a resource type.
 pub fn params_of(kind: ResourceKind) -> &'static [ParamDef] {
     match kind {
@@ -161,6 +177,7 @@ pub fn params_of(kind: ResourceKind) -> &'static [ParamDef] {
         K::AllergyIntolerance => ALLERGY,
         K::MedicationRequest => MEDICATION_REQUEST,
         K::Procedure => PROCEDURE,
+        K::ClinicalImpression => CLINICAL_IMPRESSION,
     }
 }
 

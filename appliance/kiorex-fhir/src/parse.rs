@@ -20,6 +20,7 @@ pub enum Clinical {
     AllergyIntolerance(r::AllergyIntolerance),
     MedicationRequest(r::MedicationRequest),
     Procedure(r::Procedure),
+    ClinicalImpression(r::ClinicalImpression),
 }
 
 /// A resource ready to be stored: the typed model and its canonical JSON.
@@ -41,6 +42,7 @@ impl Clinical {
             Clinical::AllergyIntolerance(_) => ResourceKind::AllergyIntolerance,
             Clinical::MedicationRequest(_) => ResourceKind::MedicationRequest,
             Clinical::Procedure(_) => ResourceKind::Procedure,
+            Clinical::ClinicalImpression(_) => ResourceKind::ClinicalImpression,
         }
     }
 }
@@ -90,6 +92,7 @@ pub fn parse_value(expected: ResourceKind, value: Value) -> Result<Parsed, Vec<I
         ResourceKind::AllergyIntolerance => typed(&value, type_name, Clinical::AllergyIntolerance)?,
         ResourceKind::MedicationRequest => typed(&value, type_name, Clinical::MedicationRequest)?,
         ResourceKind::Procedure => typed(&value, type_name, Clinical::Procedure)?,
+        ResourceKind::ClinicalImpression => typed(&value, type_name, Clinical::ClinicalImpression)?,
     };
     let mut issues = Vec::new();
     unknown_elements(&value, &json, type_name, &mut issues);
@@ -276,5 +279,22 @@ mod tests {
         let issues =
             parse_bytes(ResourceKind::Patient, b"{\"resourceType\": \"Patient\",").unwrap_err();
         assert_eq!(issues[0].code, IssueCode::Structure);
+    }
+
+    #[test]
+    fn an_encounter_note_links_its_patient_encounter_and_author() {
+        let note = json!({"resourceType": "ClinicalImpression", "status": "completed",
+            "subject": {"reference": "Patient/6f1c2a1e-0000-4000-8000-000000000001"},
+            "encounter": {"reference": "Encounter/6f1c2a1e-0000-4000-8000-000000000002"},
+            "assessor": {"reference": "Practitioner/6f1c2a1e-0000-4000-8000-000000000003"},
+            "date": "2026-11-23T08:00:00Z", "summary": "Chest pain since this morning."});
+        let parsed = parse_value(ResourceKind::ClinicalImpression, note).unwrap();
+        assert_eq!(parsed.resource.kind(), ResourceKind::ClinicalImpression);
+        let links = crate::extract::links(&parsed.resource).unwrap();
+        let params: Vec<Option<&str>> = links.iter().map(|l| l.param).collect();
+        assert_eq!(params, [Some("subject"), Some("encounter"), None]);
+        let without_patient = json!({"resourceType": "ClinicalImpression", "status": "completed",
+            "subject": {"reference": "Encounter/6f1c2a1e-0000-4000-8000-000000000002"}});
+        assert!(parse_value(ResourceKind::ClinicalImpression, without_patient).is_err());
     }
 }

@@ -70,6 +70,7 @@ pub async fn page_admin(
         "Administration",
         html! {
             h1 { "Administration" }
+            p { a href="/admin/facility" { "Facility settings" } " · " a href="/admin/health" { "System health" } }
             section.panel {
                 h2 { "Directory groups and roles" }
                 p.muted { "One line per mapping: group (its name or DN) | facility id | role. People get the new roles at their next sign-in." }

@@ -10,8 +10,12 @@
 mod admin;
 mod documents;
 mod drafts;
+mod history;
 mod label;
+mod notes;
 mod pages;
+mod picker;
+mod settings;
 pub mod trend;
 
 use axum::Router;
@@ -51,8 +55,16 @@ pub fn router() -> Router<AppState> {
         .route("/admin", get(admin::page_admin))
         .route("/admin/group-roles", post(admin::save_mapping))
         .route("/admin/sessions/end", post(admin::end))
+        .route("/admin/facility", get(settings::facility_page))
+        .route("/admin/facility/{id}", post(settings::save_facility))
+        .route("/admin/health", get(settings::health_page))
         .route("/audit", get(admin::audit))
         .route("/documents/{id}/view", get(documents::view))
+        .route("/encounters/{id}/notes", post(notes::create))
+        .route("/notes/{id}/edit", get(notes::edit_form))
+        .route("/notes/{id}", post(notes::save))
+        .route("/history/{kind}/{id}", get(history::page_history))
+        .route("/terminology/icd-10-cm", get(picker::options))
         .route("/drafts/{key}", get(drafts::load).put(drafts::save))
         .route("/static/{file}", get(static_file))
         .layer(axum::middleware::from_fn(security_headers))

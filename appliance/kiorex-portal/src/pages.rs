@@ -23,16 +23,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-fn idle(state: &AppState) -> i64 {
+pub(crate) fn idle(state: &AppState) -> i64 {
     state.identity.settings.session_idle_seconds
 }
 
-fn ctx(state: &AppState, live: &Live, rid: &RequestId) -> Ctx {
+pub(crate) fn ctx(state: &AppState, live: &Live, rid: &RequestId) -> Ctx {
     Ctx::new(state, live.principal.clone(), &rid.0)
 }
 
 /// A page that says what went wrong, in words, with the request id, under the error's status.
-fn error_page(
+pub(crate) fn error_page(
     state: &AppState,
     live: &Live,
     rid: &RequestId,
@@ -47,7 +47,7 @@ fn error_page(
         .into_response()
 }
 
-fn html_page(markup: Markup) -> Response {
+pub(crate) fn html_page(markup: Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
@@ -56,7 +56,7 @@ pub(crate) fn csrf_ok(live: &Live, sent: &str) -> bool {
     constant_time_eq(sent.as_bytes(), live.session.csrf_token.as_bytes())
 }
 
-fn csrf_refused(state: &AppState, live: &Live, rid: &RequestId) -> Response {
+pub(crate) fn csrf_refused(state: &AppState, live: &Live, rid: &RequestId) -> Response {
     let error = ApiError::new(
         StatusCode::FORBIDDEN,
         "KX-AUTH-004",
@@ -249,8 +249,10 @@ pub async fn search(
     Query(q): Query<SearchQuery>,
 ) -> Response {
     let typed = q.q.unwrap_or_default();
-    if typed.trim().chars().count() < 2 {
-        return html_page(html! { p.muted { "Type at least two letters." } });
+    // Two letters match thousands of patients at a large hospital: the answer would be an
+    // arbitrary twenty of them at the cost of a full fuzzy search on every keystroke.
+    if typed.trim().chars().count() < 3 {
+        return html_page(html! { p.muted { "Type at least three letters." } });
     }
     // The front-desk search (typos, reversed order, dates as typed, MRN, phone), audited.
     match kiorex_api::patient_search::find_patients(
@@ -429,12 +431,24 @@ fn duplicate_warning(form: &RegisterForm, candidates: &[Value]) -> Markup {
 
 // ---------- the chart ----------
 
+/// How the chart is shown: the latest results only (the default), or all of them.
+#[derive(Debug, Deserialize, Default)]
+pub struct ChartView {
+    results: Option<String>,
+}
+
+/// The results table shows this many of the latest results unless all are asked for: a chart
+/// must open fast on an old PC, and five years of vitals are in the trends above it.
+const RECENT_RESULTS: usize = 30;
+
 pub async fn chart(
     State(state): State<AppState>,
     rid: RequestId,
     Staff(live): Staff,
     Path(id): Path<Uuid>,
+    Query(view): Query<ChartView>,
 ) -> Response {
+    let all_results = view.results.as_deref() == Some("all");
     let ctx = ctx(&state, &live, &rid);
     let patient = match records::read(&state, &ctx, ResourceKind::Patient, id).await {
         Ok(p) => p,
@@ -442,7 +456,7 @@ pub async fn chart(
             return error_page(&state, &live, &rid, "Patient", &e);
         }
     };
-    match records::everything(&state, &ctx, id).await {
+    match kiorex_api::chart::open(&state, &ctx, &patient).await {
         Ok(all) => {
             let (user, now) = (live.principal.user_id, Utc::now());
             let glass = state
@@ -453,7 +467,7 @@ pub async fn chart(
                 .flatten();
             let documents = crate::documents::list(&state, &ctx, id).await;
             let body = html! {
-                (chart_body(&live, &patient, &all, glass.map(|g| g.expires_at), None))
+                (chart_body(&live, &patient, &all, glass.map(|g| g.expires_at), all_results))
                 (crate::documents::panel(&live, id, &documents))
             };
             html_page(page(
@@ -485,6 +499,7 @@ fn patient_header(patient: &Stored, allergies: &[String]) -> Markup {
             span { "MRN " strong { (mrn_of(p)) } }
             a.no-print href={ "/patients/" (patient.id) "/label" } target="_blank" { "Print label" }
             a.no-print href={ "/patients/" (patient.id) "/demographics" } { "Edit demographics" }
+            a.no-print href={ "/history/Patient/" (patient.id) } { "History" }
             @if allergies.is_empty() {
                 span.muted { "No known allergies recorded" }
             } @else {
@@ -514,6 +529,7 @@ fn restricted(live: &Live, patient: &Stored, message: Option<Markup>) -> Markup 
 
 /// One observation's display: what, value, unit, when, flag.
 struct Result_ {
+    id: Uuid,
     loinc: String,
     display: String,
     value: Option<f64>,
@@ -523,9 +539,10 @@ struct Result_ {
     vital: bool,
 }
 
-fn observation(o: &Value) -> Result_ {
+fn observation(id: Uuid, o: &Value) -> Result_ {
     let coding = &o["code"]["coding"][0];
     Result_ {
+        id,
         loinc: text(&coding["code"]),
         display: coding["display"]
             .as_str()
@@ -548,39 +565,28 @@ fn chart_body(
     patient: &Stored,
     all: &[Stored],
     glass_until: Option<DateTime<Utc>>,
-    message: Option<Markup>,
+    all_results: bool,
 ) -> Markup {
     let of = |t: &'static str| all.iter().filter(move |s| s.resource_type == t);
     let allergies: Vec<String> = of("AllergyIntolerance")
         .map(|a| concept(&a.content["code"]))
         .collect();
-    let problems: Vec<String> = of("Condition")
-        .map(|c| concept(&c.content["code"]))
+    let problems: Vec<(Uuid, String)> = of("Condition")
+        .map(|c| (c.id, concept(&c.content["code"])))
+        .collect();
+    let allergy_rows: Vec<(Uuid, String)> = of("AllergyIntolerance")
+        .map(|a| (a.id, concept(&a.content["code"])))
         .collect();
     let medications: Vec<String> = of("MedicationRequest")
         .filter(|m| m.content["status"] == "active")
         .map(|m| concept(&m.content["medicationCodeableConcept"]))
         .collect();
-    let mut results: Vec<Result_> = of("Observation").map(|o| observation(&o.content)).collect();
+    let mut results: Vec<Result_> = of("Observation")
+        .map(|o| observation(o.id, &o.content))
+        .collect();
     results.sort_by_key(|r| std::cmp::Reverse(r.at));
-    let heart: Vec<Point> = {
-        let mut p: Vec<Point> = results
-            .iter()
-            .filter(|r| r.loinc == "8867-4")
-            .filter_map(|r| {
-                Some(Point {
-                    at: r.at?,
-                    value: r.value?,
-                })
-            })
-            .collect();
-        p.sort_by_key(|p| p.at);
-        p
-    };
-    let hr_range = vital_sign("8867-4")
-        .map(|v| (v.range.low, v.range.high))
-        .unwrap_or((None, None));
     let encounters: Vec<&Stored> = of("Encounter").collect();
+    let notes: Vec<&Stored> = of("ClinicalImpression").collect();
     let open: Vec<&Stored> = encounters
         .iter()
         .copied()
@@ -595,15 +601,14 @@ fn chart_body(
         @if let Some(until) = glass_until {
             div.banner.glass role="alert" { "Break-the-glass access: this record is open to you until " (until.format("%H:%M UTC")) ". Your access is recorded and reviewed." }
         }
-        @if let Some(m) = message { (m) }
         div.grid {
-            section.panel { h2 { "Problems" } @if problems.is_empty() { p.muted { "None recorded" } } ul { @for p in &problems { li { (p) } } } }
+            section.panel { h2 { "Problems" } @if problems.is_empty() { p.muted { "None recorded" } } ul { @for (pid, p) in &problems { li { (p) " " a.history href={ "/history/Condition/" (pid) } { "history" } } } } }
             section.panel { h2 { "Current medications" } @if medications.is_empty() { p.muted { "None recorded" } } ul { @for m in &medications { li { (m) } } } }
-            section.panel { h2 { "Allergies" } @if allergies.is_empty() { p.muted { "None recorded" } } ul { @for a in &allergies { li.allergy { (a) } } } }
+            section.panel { h2 { "Allergies" } @if allergies.is_empty() { p.muted { "None recorded" } } ul { @for (aid, a) in &allergy_rows { li { span.allergy { (a) } " " a.history href={ "/history/AllergyIntolerance/" (aid) } { "history" } } } } }
         }
         section.panel {
             h2 { "Vital signs" }
-            (raw(trend::svg("Heart rate", "/min", &heart, hr_range.0, hr_range.1)))
+            (vital_trends(&results))
             form method="post" action={ "/patients/" (patient.id) "/vitals" } data-draft={ "vitals-" (patient.id) } {
                 input type="hidden" name="csrf_token" value=(live.session.csrf_token);
                 div.grid {
@@ -614,40 +619,119 @@ fn chart_body(
                 p { button type="submit" { "Record vital signs" } }
             }
         }
-        section.panel {
+        section.panel #results {
             h2 { "Results" }
             @if results.is_empty() { p.muted { "No results yet" } } @else {
                 table {
                     thead { tr { th { "Test" } th { "Value" } th { "Flag" } th { "When" } } }
                     tbody {
-                        @for r in &results {
+                        @for r in results.iter().take(if all_results { usize::MAX } else { RECENT_RESULTS }) {
                             tr {
                                 td { (r.display) @if r.vital { span.muted { " (vital sign)" } } }
                                 td { (r.value.map(|v| v.to_string()).unwrap_or_default()) " " (r.unit) }
                                 td { @if !r.flag.is_empty() && r.flag != "N" { span class={ "flag-" (r.flag) } { (flag_words(&r.flag)) } } }
-                                td { (r.at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()) }
+                                td { (r.at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()) " " a.history href={ "/history/Observation/" (r.id) } { "history" } }
                             }
                         }
                     }
                 }
+                @if !all_results && results.len() > RECENT_RESULTS {
+                    p { a href={ "/patients/" (patient.id) "?results=all#results" } { "Show all " (results.len()) " results" } }
+                }
             }
         }
         (clinical_forms(live, patient.id, &open))
-        section.panel {
-            h2 { "Encounters" }
-            @if encounters.is_empty() { p.muted { "No encounters" } }
-            ul { @for e in &encounters { li { (text(&e.content["class"]["code"])) " · " (text(&e.content["status"])) " · " (text(&e.content["period"]["start"])) } } }
+        (crate::notes::timeline(live, &encounters, &notes))
+    }
+}
+
+/// The points of one vital sign, oldest first.
+fn points_of(results: &[Result_], loinc: &str) -> Vec<Point> {
+    let mut p: Vec<Point> = results
+        .iter()
+        .filter(|r| r.loinc == loinc)
+        .filter_map(|r| {
+            Some(Point {
+                at: r.at?,
+                value: r.value?,
+            })
+        })
+        .collect();
+    p.sort_by_key(|p| p.at);
+    p
+}
+
+/// The normal range of a vital sign, as Kiorex ships it (marked as a default).
+fn band_of(loinc: &str) -> Option<trend::Band> {
+    let range = &vital_sign(loinc)?.range;
+    Some(trend::Band {
+        low: range.low?,
+        high: range.high?,
+        default: range.is_default,
+    })
+}
+
+/// One trend chart per vital sign; systolic and diastolic pressure share one.
+fn vital_trends(results: &[Result_]) -> Markup {
+    let single = |title: &str, unit: &str, loinc: &str| {
+        let points = points_of(results, loinc);
+        trend::chart(
+            title,
+            unit,
+            &[trend::Series {
+                name: title,
+                points: &points,
+                band: band_of(loinc),
+            }],
+        )
+    };
+    let systolic = points_of(results, "8480-6");
+    let diastolic = points_of(results, "8462-4");
+    let pressure = trend::chart(
+        "Blood pressure",
+        "mm Hg",
+        &[
+            trend::Series {
+                name: "Systolic",
+                points: &systolic,
+                band: band_of("8480-6"),
+            },
+            trend::Series {
+                name: "Diastolic",
+                points: &diastolic,
+                band: band_of("8462-4"),
+            },
+        ],
+    );
+    let charts = [
+        ("Heart rate (/min)", single("Heart rate", "/min", "8867-4")),
+        ("Blood pressure (mm Hg), systolic and diastolic", pressure),
+        ("Temperature (°C)", single("Temperature", "°C", "8310-5")),
+        (
+            "Respiratory rate (/min)",
+            single("Respiratory rate", "/min", "9279-1"),
+        ),
+        ("SpO₂ (%)", single("SpO₂", "%", "59408-5")),
+        ("Weight (kg)", single("Weight", "kg", "29463-7")),
+    ];
+    html! {
+        p.muted { "Green bands: the normal range (Kiorex's default ranges until your lab or ward sets its own). Red points are outside it." }
+        div.trends {
+            @for (caption, svg) in charts {
+                figure { figcaption { (caption) } (raw(svg)) }
+            }
         }
     }
 }
 
-const VITAL_FIELDS: [(&str, &str, &str); 6] = [
+const VITAL_FIELDS: [(&str, &str, &str); 7] = [
     ("heart_rate", "Heart rate", "/min"),
     ("systolic", "Systolic BP", "mm Hg"),
     ("diastolic", "Diastolic BP", "mm Hg"),
     ("temperature", "Temperature", "°C"),
     ("respiratory_rate", "Respiratory rate", "/min"),
     ("spo2", "SpO₂", "%"),
+    ("weight", "Weight", "kg"),
 ];
 
 fn loinc_of(field: &str) -> &'static str {
@@ -657,6 +741,7 @@ fn loinc_of(field: &str) -> &'static str {
         "diastolic" => "8462-4",
         "temperature" => "8310-5",
         "respiratory_rate" => "9279-1",
+        "weight" => "29463-7",
         _ => "59408-5",
     }
 }
@@ -852,7 +937,7 @@ pub async fn review(
 
 // ---------- reading FHIR for display ----------
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -930,6 +1015,9 @@ pub struct ClinicalForm {
     text: String,
     #[serde(default)]
     criticality: String,
+    /// What was typed in the ICD-10-CM picker's search box (used when no code was chosen).
+    #[serde(default)]
+    q: String,
 }
 
 fn encounter_json(
@@ -1005,10 +1093,25 @@ pub async fn clinical(
                     .map(|_| ())
             }
             "diagnosis" => {
-                let code = form.code.trim().to_uppercase();
+                // Only a code of the loaded ICD-10-CM list, and one that may be recorded.
+                let typed = if form.code.trim().is_empty() {
+                    &form.q
+                } else {
+                    &form.code
+                };
+                let concept = kiorex_api::terminology::icd10cm_code(&state, typed).await?;
+                if !concept.billable {
+                    return Err(ApiError::bad_request(
+                        "KX-TERM-404",
+                        format!(
+                            "{} is a heading: choose a more specific code under it",
+                            concept.code
+                        ),
+                    ));
+                }
                 let condition = json!({"resourceType": "Condition",
                     "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-                    "code": {"coding": [{"system": kiorex_fhir::extract::ICD10CM, "code": code, "display": form.text.trim()}], "text": form.text.trim()},
+                    "code": {"coding": [{"system": kiorex_fhir::extract::ICD10CM, "code": concept.code, "display": concept.display}], "text": concept.display},
                     "subject": {"reference": format!("Patient/{id}")}});
                 let parsed = kiorex_fhir::parse::parse_value(ResourceKind::Condition, condition)
                     .map_err(ApiError::invalid)?;
@@ -1085,16 +1188,7 @@ fn clinical_forms(live: &Live, patient: Uuid, open: &[&Stored]) -> Markup {
                     p { button.secondary type="submit" { "Close" } }
                 }
             }
-            form.panel method="post" action=(action) {
-                h2 { "Add a diagnosis" }
-                input type="hidden" name="csrf_token" value=(csrf);
-                input type="hidden" name="what" value="diagnosis";
-                label for="dx-code" { "ICD-10-CM code" }
-                input #dx-code name="code" required placeholder="E11.9";
-                label for="dx-text" { "Description" }
-                input #dx-text name="text" required;
-                p { button type="submit" { "Add diagnosis" } }
-            }
+            (crate::picker::diagnosis_form(csrf, patient))
             form.panel method="post" action=(action) {
                 h2 { "Add an allergy" }
                 input type="hidden" name="csrf_token" value=(csrf);

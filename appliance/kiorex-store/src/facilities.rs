@@ -76,3 +76,11 @@ pub fn next_mrn_sequence(conn: &mut PgConnection, facility_id: Uuid) -> StoreRes
 fn mrn_sequence(facility_id: Uuid) -> String {
     format!("mrn_seq_{}", facility_id.simple())
 }
+
+/// Renames a facility (its code, part of every MRN, never changes).
+pub fn rename(conn: &mut PgConnection, id: Uuid, name: &str) -> StoreResult<()> {
+    diesel::update(facility::table.find(id))
+        .set(facility::name.eq(name))
+        .execute(conn)?;
+    Ok(())
+}

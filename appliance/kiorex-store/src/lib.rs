@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod care;
+pub mod chart;
 pub mod directory;
 pub mod document_holds;
 pub mod document_purge;
@@ -17,6 +18,8 @@ pub mod review;
 pub mod schema;
 pub mod search;
 pub mod sessions;
+pub mod system_health;
+pub mod terminology;
 
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
@@ -148,10 +151,16 @@ pub fn connect_once(url: &str) -> StoreResult<PgConnection> {
 
 /// Applies every pending migration; returns the names of those applied.
 pub fn run_migrations(conn: &mut PgConnection) -> StoreResult<Vec<String>> {
-    let applied = conn
+    let applied: Vec<String> = conn
         .run_pending_migrations(MIGRATIONS)
-        .map_err(|e| StoreError::Migration(e.to_string()))?;
-    Ok(applied.iter().map(ToString::to_string).collect())
+        .map_err(|e| StoreError::Migration(e.to_string()))?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // The bundled code lists travel with the schema (terminology.rs says why). Quietly: the
+    // migrate command's output is read by scripts; the health page shows the loaded release.
+    terminology::load_bundled(conn, chrono::Utc::now())?;
+    Ok(applied)
 }
 
 /// The migrations this binary knows of that the database has not applied.

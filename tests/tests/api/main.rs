@@ -8,3 +8,4 @@ mod duplicates;
 mod fhir_crud;
 mod search;
 mod spec;
+mod terminology;

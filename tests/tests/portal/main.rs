@@ -3,6 +3,9 @@
 //! record vitals and see the abnormal flag; the auditor sees the event. Screenshots of the main
 //! pages are saved under `target/portal-screenshots/`.
 
+mod clinical;
+mod keyboard;
+
 use kiorex_api::identity::IdentitySettings;
 use kiorex_testkit::browser::Browser;
 use kiorex_testkit::ldap::{PASSWORD, Slapd};
@@ -202,8 +205,7 @@ async fn a_day_at_the_front_desk_the_ward_and_the_privacy_office() {
         .await;
     let closed = browser.wait_for_text("finished").await;
     assert!(!closed.contains("Close the encounter"), "{closed}");
-    browser.fill("#dx-code", "I10").await;
-    browser.fill("#dx-text", "Essential hypertension").await;
+    browser.fill("#dx-search", "I10").await;
     browser
         .click("form input[value=diagnosis] ~ p button")
         .await;

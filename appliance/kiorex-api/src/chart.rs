@@ -1,0 +1,66 @@
+//! The staff portal's chart through the records service: the patient (an audited read), the
+//! care-relationship check (break-the-glass otherwise), every record of the patient the caller's
+//! roles may read, and one audit entry for the chart view.
+//!
+//! One entry per chart view, naming the patient and how many records of each type were shown,
+//! as the document list does, rather than one per record as `$everything` writes: a five-year
+//! chart holds thousands of records, and an entry for each on every opening would multiply the
+//! audit log by that much without telling the privacy officer more than "this person opened
+//! this patient's chart at this time". The records shown are the patient's live records at that
+//! moment, which the version history can reconstruct.
+
+use crate::audit::Event;
+use crate::error::ApiError;
+use crate::records::{self, Ctx};
+use crate::state::AppState;
+use kiorex_domain::permission::{Action, Permission};
+use kiorex_fhir::ResourceKind;
+use kiorex_store::resources::Stored;
+use std::collections::BTreeMap;
+
+/// The records of the chart of `patient` (read by the caller with [`records::read`], which
+/// checks and audits the read of the patient itself).
+pub async fn open(state: &AppState, ctx: &Ctx, patient: &Stored) -> Result<Vec<Stored>, ApiError> {
+    records::ensure_clinical_access(state, ctx, patient, Action::Read).await?;
+    let patient_id = patient.id;
+    let found = state
+        .store
+        .run(move |conn| kiorex_store::chart::records_of(conn, patient_id))
+        .await?;
+    let principal = &ctx.principal;
+    let records: Vec<Stored> = found
+        .into_iter()
+        .filter(|s| {
+            ResourceKind::from_name(&s.resource_type).is_some_and(|k| {
+                k.in_patient_compartment()
+                    && principal.may(Permission::new(k.guarded_by(), Action::Read), s.facility_id)
+            })
+        })
+        .collect();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &records {
+        *counts.entry(r.resource_type.as_str()).or_default() += 1;
+    }
+    let detail = counts
+        .iter()
+        .map(|(t, n)| format!("{n} {t}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    state
+        .audit
+        .by(
+            principal,
+            &ctx.request_id,
+            vec![Event {
+                action: "chart",
+                outcome: "success",
+                resource_type: "Patient",
+                resource_id: patient.id.to_string(),
+                patient_id: Some(patient.id),
+                facility_id: Some(patient.facility_id),
+                detail: format!("chart shown: {detail}"),
+            }],
+        )
+        .await?;
+    Ok(records)
+}

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS concept; DROP TABLE IF EXISTS code_system;
