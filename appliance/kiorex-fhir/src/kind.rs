@@ -13,10 +13,12 @@ pub enum ResourceKind {
     AllergyIntolerance,
     MedicationRequest,
     Procedure,
+    /// A formulary entry of the hospital (not patient data).
+    Medication,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 9] = [
+    pub const ALL: [ResourceKind; 10] = [
         ResourceKind::Patient,
         ResourceKind::Practitioner,
         ResourceKind::Organization,
@@ -26,6 +28,7 @@ impl ResourceKind {
         ResourceKind::AllergyIntolerance,
         ResourceKind::MedicationRequest,
         ResourceKind::Procedure,
+        ResourceKind::Medication,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +42,7 @@ impl ResourceKind {
             ResourceKind::AllergyIntolerance => "AllergyIntolerance",
             ResourceKind::MedicationRequest => "MedicationRequest",
             ResourceKind::Procedure => "Procedure",
+            ResourceKind::Medication => "Medication",
         }
     }
 
@@ -58,6 +62,7 @@ impl ResourceKind {
             ResourceKind::AllergyIntolerance => Resource::Allergy,
             ResourceKind::MedicationRequest => Resource::Medication,
             ResourceKind::Procedure => Resource::Procedure,
+            ResourceKind::Medication => Resource::Medication,
         }
     }
 
@@ -65,7 +70,10 @@ impl ResourceKind {
     pub fn in_patient_compartment(self) -> bool {
         !matches!(
             self,
-            ResourceKind::Patient | ResourceKind::Practitioner | ResourceKind::Organization
+            ResourceKind::Patient
+                | ResourceKind::Practitioner
+                | ResourceKind::Organization
+                | ResourceKind::Medication
         )
     }
 }

@@ -149,6 +149,12 @@ const PROCEDURE: &[ParamDef] = &[
     def("encounter", Reference(K::Encounter), "The encounter"),
 ];
 
+const MEDICATION: &[ParamDef] = &[
+    def("code", Token, "The formulary code"),
+    def("form", Token, "tablet | capsule | solution …"),
+    def("name", Str, "Words of the name; prefix match"),
+];
+
 /// The search parameters of a resource type.
 pub fn params_of(kind: ResourceKind) -> &'static [ParamDef] {
     match kind {
@@ -161,6 +167,7 @@ pub fn params_of(kind: ResourceKind) -> &'static [ParamDef] {
         K::AllergyIntolerance => ALLERGY,
         K::MedicationRequest => MEDICATION_REQUEST,
         K::Procedure => PROCEDURE,
+        K::Medication => MEDICATION,
     }
 }
 

@@ -20,6 +20,7 @@ pub enum Clinical {
     AllergyIntolerance(r::AllergyIntolerance),
     MedicationRequest(r::MedicationRequest),
     Procedure(r::Procedure),
+    Medication(r::Medication),
 }
 
 /// A resource ready to be stored: the typed model and its canonical JSON.
@@ -41,6 +42,7 @@ impl Clinical {
             Clinical::AllergyIntolerance(_) => ResourceKind::AllergyIntolerance,
             Clinical::MedicationRequest(_) => ResourceKind::MedicationRequest,
             Clinical::Procedure(_) => ResourceKind::Procedure,
+            Clinical::Medication(_) => ResourceKind::Medication,
         }
     }
 }
@@ -90,6 +92,7 @@ pub fn parse_value(expected: ResourceKind, value: Value) -> Result<Parsed, Vec<I
         ResourceKind::AllergyIntolerance => typed(&value, type_name, Clinical::AllergyIntolerance)?,
         ResourceKind::MedicationRequest => typed(&value, type_name, Clinical::MedicationRequest)?,
         ResourceKind::Procedure => typed(&value, type_name, Clinical::Procedure)?,
+        ResourceKind::Medication => typed(&value, type_name, Clinical::Medication)?,
     };
     let mut issues = Vec::new();
     unknown_elements(&value, &json, type_name, &mut issues);

@@ -12,7 +12,7 @@ use kiorex_store::Store;
 use uuid::Uuid;
 
 pub struct PostgresSearch {
-    store: Store,
+    pub(crate) store: Store,
 }
 
 impl PostgresSearch {
@@ -66,7 +66,7 @@ fn name_term(sql: &mut Sql, term: &str) -> String {
     )
 }
 
-fn like_escape(term: &str) -> String {
+pub(crate) fn like_escape(term: &str) -> String {
     term.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")

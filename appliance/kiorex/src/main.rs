@@ -6,6 +6,8 @@ mod edge_config;
 mod identity_config;
 mod logging;
 mod objects;
+mod search_config;
+mod worker;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -83,6 +85,15 @@ enum Command {
         #[command(subcommand)]
         command: ObjectsCommand,
     },
+    /// Rebuild search indexes from PostgreSQL while searches keep answering (Meilisearch: a new
+    /// index is filled and swapped in; PostgreSQL: index rows are rewritten in batches). Run it
+    /// after switching search.engine to meilisearch, or when an index is suspected stale.
+    Reindex {
+        #[arg(value_enum)]
+        index: ReindexTarget,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Print the configuration reference (every key, its environment variable and default).
     ConfigReference,
     /// Write a new Ed25519 key for signing access tokens (file mode 0600).
@@ -110,6 +121,18 @@ enum Role_ {
     /// core's internal listener over mutual TLS. Needs no database: give it a configuration with
     /// only [edge] (and [log]); it refuses to start with database credentials.
     Edge,
+    /// The worker: delivers the outbox (search indexing) at least once, in order per record.
+    /// Serves /health/live, /health/ready and /metrics on worker.listen. Run one or more; they
+    /// share the work safely.
+    Worker,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ReindexTarget {
+    Patients,
+    Documents,
+    Medicines,
+    All,
 }
 
 #[derive(Subcommand)]
@@ -266,6 +289,23 @@ fn run(cli: Cli) -> Result<()> {
             match command {
                 Command::Serve { role: Role_::Core } => serve_core(config),
                 Command::Serve { role: Role_::Edge } => serve_edge(config),
+                Command::Serve {
+                    role: Role_::Worker,
+                } => {
+                    let store = connect_migrated(&config, 4)?;
+                    worker::serve_worker(config, store)
+                }
+                Command::Reindex { index, output } => {
+                    use kiorex_search::meili::IndexKind;
+                    let targets: &[IndexKind] = match index {
+                        ReindexTarget::Patients => &[IndexKind::Patients],
+                        ReindexTarget::Documents => &[IndexKind::Documents],
+                        ReindexTarget::Medicines => &[IndexKind::Medicines],
+                        ReindexTarget::All => &IndexKind::ALL,
+                    };
+                    let store = connect_migrated(&config, 2)?;
+                    worker::reindex_command(&config, store, targets, output == Output::Json)
+                }
                 Command::Migrate { output } => migrate(&config, output),
                 Command::Configtest { output } => configtest(&config, output),
                 Command::Audit {
@@ -302,6 +342,19 @@ fn connect_once(config: &config::Config) -> Result<diesel::PgConnection> {
         .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL (KX-DB-001): {e}"))
 }
 
+/// A pool, refused while migrations are pending (the new columns may not be there yet).
+fn connect_migrated(config: &config::Config, size: u32) -> Result<Store> {
+    let pending = kiorex_store::pending_migrations(&mut connect_once(config)?)?;
+    if !pending.is_empty() {
+        bail!(
+            "{} database migration(s) are pending (KX-DB-002): run `kiorex migrate` first; pending: {}",
+            pending.len(),
+            pending.join(", ")
+        );
+    }
+    connect(config, size)
+}
+
 fn serve_core(config: config::Config) -> Result<()> {
     let pending = kiorex_store::pending_migrations(&mut connect_once(&config)?)?;
     let store = connect(&config, config.pool_size)?;
@@ -319,12 +372,14 @@ fn serve_core(config: config::Config) -> Result<()> {
         .map(objects::build)
         .transpose()?
         .map(Arc::new);
+    let search = worker::engine(&config, &store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(config.pool_size as usize + 8)
         .build()?;
     runtime.block_on(async move {
         let state = AppState {
+            search,
             audit: AuditSink::start(store.clone()),
             store,
             tokens: Arc::new(tokens),

@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS outbox_undelivered_by_resource;
+ALTER TABLE outbox DROP COLUMN IF EXISTS last_error, DROP COLUMN IF EXISTS next_attempt_at;
