@@ -88,7 +88,7 @@ pub const KEYS: &[KeyDoc] = &[
         key: "worker.lease_seconds",
         default: "60",
         secret: false,
-        meaning: "How long a claimed batch is reserved; a worker that dies leaves it to be delivered again after this (5 to 3600).",
+        meaning: "How long a claimed batch is reserved; a worker that dies leaves it to be delivered again after this (1 to 3600).",
     },
     KeyDoc {
         key: "worker.max_backoff_seconds",
@@ -178,7 +178,7 @@ pub fn validate_worker(errors: &mut Vec<ConfigError>, raw: RawWorker) -> WorkerC
             "worker.lease_seconds",
             raw.lease_seconds,
             60,
-            5,
+            1,
             3600,
         )),
         max_backoff: Duration::from_secs(number(
