@@ -79,6 +79,9 @@ pub async fn reindex(
         indexed: 0,
         skipped: 0,
     };
+    // Changes made while the new index fills go to the live one (the worker keeps delivering);
+    // those after this point are applied again to the new index once it is swapped in.
+    let since = last_event(store).await?;
     let rebuild = match engine {
         Engine::Meilisearch(m) => Some(m.begin_rebuild(kind).await?),
         Engine::Postgres(_) if kind == IndexKind::Documents => return Ok(report),
@@ -134,8 +137,44 @@ pub async fn reindex(
     }
     if let (Engine::Meilisearch(m), Some(rebuild)) = (engine, rebuild) {
         m.finish_rebuild(rebuild).await?;
+        let changed = changed_since(store, kind, since).await?;
+        crate::delivery::refresh(store, m, kind, changed)
+            .await
+            .map_err(|e| ReindexError::Search(kiorex_search::SearchError::Unavailable(e)))?;
     }
     Ok(report)
+}
+
+async fn last_event(store: &Store) -> Result<i64, ReindexError> {
+    use kiorex_store::schema::outbox;
+    Ok(store
+        .run(|conn| {
+            Ok(outbox::table
+                .select(diesel::dsl::max(outbox::id))
+                .first::<Option<i64>>(conn)?
+                .unwrap_or(0))
+        })
+        .await?)
+}
+
+/// Records of this index changed after event `since`.
+async fn changed_since(
+    store: &Store,
+    kind: IndexKind,
+    since: i64,
+) -> Result<Vec<Uuid>, ReindexError> {
+    use kiorex_store::schema::outbox;
+    let resource_type = resource_type(kind).unwrap_or("DocumentReference");
+    Ok(store
+        .run(move |conn| {
+            Ok(outbox::table
+                .filter(outbox::id.gt(since))
+                .filter(outbox::resource_type.eq(resource_type))
+                .select(outbox::resource_id)
+                .distinct()
+                .load(conn)?)
+        })
+        .await?)
 }
 
 /// The next live records after `after` in id order (their ids; for documents, only the ids).

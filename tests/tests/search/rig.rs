@@ -131,12 +131,12 @@ macro_rules! on_each_engine {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                super::$name(&crate::rig::Rig::postgres().await).await
+                super::$name(&$crate::rig::Rig::postgres().await).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn meilisearch() {
-                match crate::rig::Rig::meilisearch().await {
+                match $crate::rig::Rig::meilisearch().await {
                     Ok(rig) => super::$name(&rig).await,
                     Err(why) => eprintln!(
                         "SKIPPED the Meilisearch run of {}: {why} (see docs/ops/search.md)",
