@@ -1,2 +1,3 @@
+DROP INDEX IF EXISTS search_token_upper_code;
 DROP INDEX IF EXISTS outbox_undelivered_by_resource;
 ALTER TABLE outbox DROP COLUMN IF EXISTS last_error, DROP COLUMN IF EXISTS next_attempt_at;

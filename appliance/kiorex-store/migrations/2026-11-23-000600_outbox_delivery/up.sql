@@ -7,3 +7,6 @@ ALTER TABLE outbox
     ADD COLUMN last_error text;
 CREATE INDEX outbox_undelivered_by_resource ON outbox (resource_id, id) WHERE delivered_at IS NULL;
 
+
+-- Front-desk search by identifier compares upper-cased codes (an MRN typed in lower case).
+CREATE INDEX search_token_upper_code ON search_token (resource_type, param, upper(code));
