@@ -485,6 +485,7 @@ fn configtest(config: &config::Config, output: Output) -> Result<()> {
             }
         },
     }
+    checks.push(("search", worker::check_search(config)));
     let failed = checks.iter().any(|(_, r)| r.is_err());
     match output {
         Output::Json => {

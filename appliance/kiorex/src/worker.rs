@@ -127,3 +127,19 @@ fn progress_bar(name: &str, total: u64) -> indicatif::ProgressBar {
     bar.set_message(name.to_owned());
     bar
 }
+
+/// `configtest`: which engine, and whether Meilisearch answers from this node.
+pub fn check_search(config: &Config) -> Result<String, String> {
+    let Some(settings) = &config.search.meilisearch else {
+        return Ok("PostgreSQL (embedded)".to_owned());
+    };
+    let meili = MeiliSearch::new(settings).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime
+        .block_on(meili.check())
+        .map(|()| format!("Meilisearch at {} answers", settings.url))
+        .map_err(|e| format!("{e} (KX-SRCH-503)"))
+}

@@ -99,3 +99,45 @@ fn the_worker_refuses_to_start_with_migrations_pending_and_explains_its_commands
     let refused = site.kiorex(&["reindex", "everything"]);
     assert_eq!(refused.code(), Some(2), "clap refuses an unknown index");
 }
+
+#[test]
+fn configtest_checks_the_search_engine_from_this_node() {
+    let site = Site::with_admin();
+    let run = site.kiorex(&["configtest", "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    let search = |report: &serde_json::Value| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "search")
+            .cloned()
+            .expect("a search check")
+    };
+    assert_eq!(search(&report)["status"], "pass", "{report}");
+    let closed = format!("http://127.0.0.1:{}", kiorex_testkit::free_port());
+    let run = site
+        .command(&["configtest", "--output", "json"])
+        .env("KIOREX_SEARCH__ENGINE", "meilisearch")
+        .env("KIOREX_SEARCH__MEILISEARCH_URL", &closed)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&run.stdout).trim()).unwrap();
+    let check = search(&report);
+    assert_eq!(check["status"], "fail", "{report}");
+    assert!(
+        check["message"].as_str().unwrap().contains("KX-SRCH-503"),
+        "{check}"
+    );
+    let run = site
+        .command(&["configtest"])
+        .env("KIOREX_SEARCH__ENGINE", "meilisearch")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("search.meilisearch_url"),
+        "a missing URL is named"
+    );
+}
