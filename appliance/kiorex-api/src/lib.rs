@@ -11,6 +11,7 @@ pub mod care;
 pub mod documents;
 pub mod error;
 pub mod fhir;
+pub mod formulary;
 pub mod health;
 pub mod identity;
 pub mod openapi;

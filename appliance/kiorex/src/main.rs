@@ -94,6 +94,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// The hospital formulary (FHIR Medication resources, found by /api/v1/search/medicines).
+    Formulary {
+        #[command(subcommand)]
+        command: FormularyCommand,
+    },
     /// Print the configuration reference (every key, its environment variable and default).
     ConfigReference,
     /// Write a new Ed25519 key for signing access tokens (file mode 0600).
@@ -158,6 +163,22 @@ enum ObjectsCommand {
         /// The keyring file (the one objects.key_encryption_keys_file names).
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FormularyCommand {
+    /// Import or update a facility's formulary from a CSV file with the header
+    /// `code,name,form,ingredients` (ingredients separated by `;`). Entries are matched by code:
+    /// running it again with the same file changes nothing. Kiorex ships no drug data.
+    Import {
+        /// The CSV file, e.g. exported from the pharmacy's spreadsheet.
+        file: PathBuf,
+        /// The facility whose formulary it is (its code, e.g. GEN).
+        #[arg(long)]
+        facility: String,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
     },
 }
 
@@ -312,6 +333,14 @@ fn run(cli: Cli) -> Result<()> {
                     command: AuditCommand::Verify { output },
                 } => audit_verify(&config, output),
                 Command::Facility { command } => facility(&config, command),
+                Command::Formulary {
+                    command:
+                        FormularyCommand::Import {
+                            file,
+                            facility,
+                            output,
+                        },
+                } => formulary_import(&config, &file, &facility, output),
                 Command::User { command } => user(&config, command),
                 Command::Objects { command } => objects_command(&config, command),
                 Command::Keygen { .. } | Command::Healthcheck { .. } | Command::ConfigReference => {
@@ -644,6 +673,34 @@ fn facility(config: &config::Config, command: FacilityCommand) -> Result<()> {
                     .for_each(|f| println!("{:<10} {}  {}", f.code, f.id, f.name)),
             }
         }
+    }
+    Ok(())
+}
+
+fn formulary_import(
+    config: &config::Config,
+    file: &PathBuf,
+    facility: &str,
+    output: Output,
+) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let entries = kiorex_api::formulary::parse(&text).map_err(|problems| {
+        anyhow::anyhow!(
+            "{} is not a formulary file (KX-MED-001):\n  - {}",
+            file.display(),
+            problems.join("\n  - ")
+        )
+    })?;
+    let mut conn = connect_once(config)?;
+    let report = kiorex_api::formulary::import(&mut conn, &operator(), facility, &entries)
+        .map_err(anyhow::Error::msg)?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(&report)?),
+        Output::Text => println!(
+            "formulary of {facility}: {} created, {} updated, {} unchanged",
+            report.created, report.updated, report.unchanged
+        ),
     }
     Ok(())
 }

@@ -141,3 +141,60 @@ fn configtest_checks_the_search_engine_from_this_node() {
         "a missing URL is named"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_formulary_is_imported_from_a_csv_file_and_found_by_name() {
+    let rig = crate::rig::Rig::postgres().await;
+    let site = Site::unmigrated(rig.app.database_url.clone());
+    let file = site.dir.path().join("formulary.csv");
+    std::fs::write(
+        &file,
+        "code,name,form,ingredients\n\
+         AMX500,Amoxicillin 500 mg capsule,capsule,amoxicillin trihydrate\n\
+         COAMOX,\"Co-amoxiclav 500/125 mg, tablet\",tablet,amoxicillin; clavulanic acid\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let import = |facility: &'static str| {
+        site.kiorex(&[
+            "formulary",
+            "import",
+            path,
+            "--facility",
+            facility,
+            "--output",
+            "json",
+        ])
+    };
+    let first: serde_json::Value = serde_json::from_str(import("FACA").success().trim()).unwrap();
+    assert_eq!(
+        first,
+        serde_json::json!({"created": 2, "updated": 0, "unchanged": 0})
+    );
+    let again: serde_json::Value = serde_json::from_str(import("FACA").success().trim()).unwrap();
+    assert_eq!(
+        again["unchanged"], 2,
+        "importing the same file changes nothing"
+    );
+    rig.settled().await;
+    let hits = rig
+        .search(
+            kiorex_testkit::User::NurseA,
+            "/api/v1/search/medicines",
+            "clavulanic",
+        )
+        .await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["name"], "Co-amoxiclav 500/125 mg, tablet");
+    let unknown = import("NOPE");
+    assert_eq!(unknown.code(), Some(1));
+    assert!(
+        unknown.stderr().contains("no facility with code NOPE"),
+        "{}",
+        unknown.stderr()
+    );
+    std::fs::write(&file, "code,name\nX1,\n").unwrap();
+    let refused = import("FACA");
+    assert_eq!(refused.code(), Some(1));
+    assert!(refused.stderr().contains("line 2") && refused.stderr().contains("KX-MED-001"));
+}
