@@ -1,6 +1,7 @@
 //! The formulary on PostgreSQL: FHIR `Medication` resources, found through the store's string
 //! index (`name`, `ingredient`, `form` words, written with each Medication). Every typed word must
-//! match a word by prefix (`amox`) or by trigram similarity (`amoxicilin`, one letter missing).
+//! match a word by prefix (`amox`) or by trigram similarity (`amoxicilin`, one letter missing),
+//! the similar words found in the vocabulary (`search_word`).
 
 use crate::meili::mapping::medicine_doc;
 use crate::postgres::PostgresSearch;
@@ -31,7 +32,8 @@ const SQL: &str = "\
              WHEN s.value LIKE w.prefix THEN 0.8 ELSE similarity(s.value, w.word) END) AS best \
       FROM words w JOIN search_string s ON s.resource_type = 'Medication' \
         AND s.param IN ('name', 'ingredient', 'form') \
-        AND (s.value LIKE w.prefix OR s.value % w.word) \
+        AND (s.value LIKE w.prefix OR s.value = ANY(ARRAY(SELECT v.value FROM search_word v \
+             WHERE v.resource_type = 'Medication' AND v.value % w.word))) \
       GROUP BY w.n, s.resource_id), \
     matched AS ( \
       SELECT resource_id, sum(best) AS score FROM per_word GROUP BY resource_id \

@@ -17,8 +17,10 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// How long an indexing task may take before delivery counts as failed (and is retried).
-const TASK_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an indexing task may take before delivery counts as failed (and is retried). Kept
+/// well under the worker's lease (60 s by default): a delivery that outlived its lease could
+/// write a record's older state after another worker wrote the newer one.
+const TASK_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often a task's state is asked while waiting; indexing one patient takes milliseconds.
 const TASK_POLL: Duration = Duration::from_millis(10);
 
