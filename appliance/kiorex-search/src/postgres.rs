@@ -62,7 +62,9 @@ enum Pass {
 
 /// One name fragment's best match per patient: exact word 1, prefix 0.8, else (typo pass) the
 /// trigram similarity of a similar word (at least pg_trgm's threshold, 0.3 by default).
-fn name_term(sql: &mut Sql, term: &str, pass: Pass) -> String {
+/// `among`, when given, is a `SELECT resource_id` of the few patients an exact criterion (a birth
+/// date, an identifier) allows: the name is then matched among them only.
+fn name_term(sql: &mut Sql, term: &str, pass: Pass, among: Option<&str>) -> String {
     let exact = sql.bind(Bind::Text(term.to_owned()));
     let prefix = sql.bind(Bind::Text(format!("{}%", like_escape(term))));
     let (otherwise, matches) = match pass {
@@ -80,10 +82,13 @@ fn name_term(sql: &mut Sql, term: &str, pass: Pass) -> String {
             ),
         ),
     };
+    let among = among
+        .map(|ids| format!(" AND s.resource_id = ANY(ARRAY({ids}))"))
+        .unwrap_or_default();
     format!(
         "SELECT s.resource_id, max(CASE WHEN s.value = {exact} THEN 1.0 ELSE {otherwise} END)::float8 AS best \
          FROM search_string s \
-         WHERE s.resource_type = 'Patient' AND s.param = 'name' AND {matches} \
+         WHERE s.resource_type = 'Patient' AND s.param = 'name' AND {matches}{among} \
          GROUP BY s.resource_id"
     )
 }
@@ -150,7 +155,7 @@ fn build(query: &FrontDeskQuery, facilities: &[Uuid], limit: usize, pass: Pass) 
         let terms: Vec<String> = query
             .names
             .iter()
-            .map(|t| name_term(&mut sql, t, pass))
+            .map(|t| name_term(&mut sql, t, pass, exact.first().map(String::as_str)))
             .collect();
         let needed = sql.bind(Bind::Int(terms.len() as i64));
         let from = format!(
@@ -326,6 +331,11 @@ mod tests {
         assert!(sql.text.contains("param = 'birthdate'"));
         assert!(sql.text.contains("param = 'identifier'"));
         assert!(sql.text.contains("w.value % "), "typos in this pass");
+        assert!(
+            sql.text
+                .contains("AND s.resource_id = ANY(ARRAY(SELECT t.resource_id"),
+            "names are matched among the identifier's patients"
+        );
         assert_eq!(sql.binds.len(), 11);
         let prefix = build(&query, &[Uuid::nil()], 10, Pass::Prefix);
         assert!(!prefix.text.contains('%'), "no trigram in the prefix pass");
