@@ -163,6 +163,10 @@ pub struct FrontDeskArgs {
     /// About how many patients the server holds (patients are sampled at offsets below it)
     #[arg(long, default_value_t = 100_000)]
     pub population: u64,
+    /// Also time each query against the PostgreSQL search engine directly (no HTTP, no
+    /// permission lookup, no audit write), with this database URL
+    #[arg(long, env = "KIOREX_BENCH_DATABASE_URL")]
+    pub engine_database_url: Option<String>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }

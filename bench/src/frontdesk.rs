@@ -40,8 +40,16 @@ pub async fn run(args: FrontDeskArgs) -> Result<()> {
         .collect();
     let mut found = [0u64; SHAPES.len()];
     let mut asked = [0u64; SHAPES.len()];
+    let engine = match &args.engine_database_url {
+        Some(url) => Some(Engine::connect(url)?),
+        None => None,
+    };
+    let mut engine_latency = Histogram::<u64>::new(3)?;
     for person in &people {
         for (shape, q) in queries(person, &mut rng).into_iter().enumerate() {
+            if let Some(engine) = &engine {
+                engine_latency.record(engine.time(&q).await?)?;
+            }
             let started = Instant::now();
             let hits = api
                 .fetch_json(&Call::get("/api/v1/search/patients").query("q", q.clone()))
@@ -69,7 +77,8 @@ pub async fn run(args: FrontDeskArgs) -> Result<()> {
                 .collect();
             println!(
                 "{}",
-                json!({"shapes": rows, "all": {"queries": all.len(), "p50_ms": ms(&all, 0.5), "p95_ms": ms(&all, 0.95), "p99_ms": ms(&all, 0.99)}})
+                json!({"shapes": rows, "all": {"queries": all.len(), "p50_ms": ms(&all, 0.5), "p95_ms": ms(&all, 0.95), "p99_ms": ms(&all, 0.99)},
+                    "engine_only": engine.is_some().then(|| json!({"p50_ms": ms(&engine_latency, 0.5), "p95_ms": ms(&engine_latency, 0.95), "p99_ms": ms(&engine_latency, 0.99)}))})
             );
         }
         Output::Text => {
@@ -95,9 +104,54 @@ pub async fn run(args: FrontDeskArgs) -> Result<()> {
                 ms(&all, 0.95),
                 ms(&all, 0.99)
             );
+            if engine.is_some() {
+                println!(
+                    "| engine only (no HTTP, no audit) | {} | | {:.1} | {:.1} | {:.1} |",
+                    engine_latency.len(),
+                    ms(&engine_latency, 0.5),
+                    ms(&engine_latency, 0.95),
+                    ms(&engine_latency, 0.99)
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// The PostgreSQL search engine called directly, over every facility: what the search itself
+/// costs, without HTTP, the caller's permissions and the audit write of the hits.
+struct Engine {
+    search: kiorex_search::postgres::PostgresSearch,
+    facilities: Vec<uuid::Uuid>,
+}
+
+impl Engine {
+    fn connect(url: &str) -> Result<Engine> {
+        let store = kiorex_store::Store::connect(url, 2)
+            .map_err(|e| anyhow::anyhow!("--engine-database-url: {e}"))?;
+        let mut conn = store.get().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let facilities = kiorex_store::facilities::all(&mut conn)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
+        Ok(Engine {
+            search: kiorex_search::postgres::PostgresSearch::new(store),
+            facilities,
+        })
+    }
+
+    /// Microseconds one query takes.
+    async fn time(&self, typed: &str) -> Result<u64> {
+        use kiorex_search::PatientSearch;
+        let query = kiorex_search::parse(typed);
+        let started = Instant::now();
+        self.search
+            .find_patients(&query, &self.facilities, 10)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(started.elapsed().as_micros().max(1) as u64)
+    }
 }
 
 /// Patients read at random offsets through FHIR search.

@@ -13,6 +13,7 @@ pub mod documents;
 pub mod error;
 pub mod facility_settings;
 pub mod fhir;
+pub mod formulary;
 pub mod health;
 pub mod history;
 pub mod identity;

@@ -12,13 +12,13 @@ use utoipa::{Modify, OpenApi};
         crate::documents::routes::upload, crate::documents::routes::upload_version, crate::documents::routes::list,
         crate::documents::routes::describe, crate::documents::routes::delete, crate::documents::routes::download,
         crate::documents::routes::download_version, crate::patient_search::search_patients, crate::patient_search::search_documents,
-        crate::documents::routes::hold_status, crate::terminology::search_icd10cm),
+        crate::patient_search::search_medicines, crate::documents::routes::hold_status, crate::terminology::search_icd10cm),
     components(schemas(crate::rest::TokenRequest, crate::rest::TokenResponse, crate::rest::MergeRequest,
         crate::registration::Registration, crate::registration::Address, crate::registration::Registered,
         crate::registration::Candidate, crate::registration::Merged,
         crate::identity::routes::LoginRequest, crate::identity::routes::SessionView, crate::identity::routes::LoggedOut,
         crate::documents::DocumentView, crate::documents::VersionView, crate::patient_search::PatientHit, crate::patient_search::DocumentSearchHit,
-        crate::documents::holds::HoldView, crate::terminology::ConceptView, crate::terminology::ConceptHits)),
+        crate::patient_search::MedicineSearchHit, crate::documents::holds::HoldView, crate::terminology::ConceptView, crate::terminology::ConceptHits)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -16,8 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
 use kiorex_domain::permission::{Action, Permission, Resource};
-use kiorex_search::postgres::PostgresSearch;
-use kiorex_search::{DocumentSearch, PatientSearch, parse};
+use kiorex_search::{DocumentSearch, MedicineSearch, PatientSearch, parse};
 use kiorex_store::resources;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,6 +30,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/search/patients", get(search_patients))
         .route("/api/v1/search/documents", get(search_documents))
+        .route("/api/v1/search/medicines", get(search_medicines))
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,8 +95,8 @@ pub async fn find_patients(
     }
     let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let facilities = principal.facilities_with(Permission::new(Resource::Patient, Action::Read));
-    let engine = PostgresSearch::new(state.store.clone());
-    let hits = engine
+    let hits = state
+        .search
         .find_patients(&query, &facilities, limit)
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
@@ -195,7 +195,8 @@ async fn search_documents(
         let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
         let facilities =
             principal.facilities_with(Permission::new(Resource::Patient, Action::Read));
-        let hits = PostgresSearch::new(state.store.clone())
+        let hits = state
+            .search
             .find_documents(&params.q, params.patient, &facilities, limit)
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
@@ -228,6 +229,66 @@ async fn search_documents(
                 facility_id: h.facility_id,
                 title: h.title,
                 category: h.category,
+                score: h.score,
+            })
+            .collect::<Vec<_>>())
+    };
+    match result.await {
+        Ok(shown) => (StatusCode::OK, Json(shown)).into_response(),
+        Err(e) => e.render(Dialect::Problem, &rid.0),
+    }
+}
+
+/// One formulary entry in a medicines hit list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MedicineSearchHit {
+    /// The FHIR `Medication` id.
+    pub id: Uuid,
+    pub facility_id: Uuid,
+    pub name: String,
+    pub ingredients: Vec<String>,
+    pub form: Option<String>,
+    pub score: f64,
+}
+
+/// Finds medicines of the hospital formulary (FHIR `Medication`) by name, ingredient or form,
+/// by prefix or with a typo. Staff with medication read permission; the formulary is not
+/// patient data, so the search is not audited as patient access.
+#[utoipa::path(get, path = "/api/v1/search/medicines", security(("bearer" = [])),
+    params(("q" = String, Query, description = "e.g. `amoxi`, `amoxicilin 500`, `capsule`"),
+           ("limit" = Option<usize>, Query, description = "1 to 50, default 10")),
+    responses((status = 200, body = Vec<MedicineSearchHit>), (status = 400, description = "Empty query")))]
+async fn search_medicines(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    rid: RequestId,
+    params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let result = async {
+        let Query(params) =
+            params.map_err(|e| ApiError::bad_request("KX-SRCH-400", e.body_text()))?;
+        if params.q.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "KX-SRCH-400",
+                "type a medicine's name, an ingredient or a form",
+            ));
+        }
+        let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        let facilities =
+            principal.facilities_with(Permission::new(Resource::Medication, Action::Read));
+        let hits = state
+            .search
+            .find_medicines(&params.q, &facilities, limit)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        Ok(hits
+            .into_iter()
+            .map(|h| MedicineSearchHit {
+                id: h.medication_id,
+                facility_id: h.facility_id,
+                name: h.name,
+                ingredients: h.ingredients,
+                form: h.form,
                 score: h.score,
             })
             .collect::<Vec<_>>())

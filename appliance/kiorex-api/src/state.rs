@@ -25,6 +25,8 @@ pub struct AppState {
     pub identity: Arc<crate::identity::Identity>,
     /// Documents (object store, scanner, keys); `None` when no object store is configured.
     pub documents: Option<Arc<kiorex_objects::Objects>>,
+    /// The search engine the site configured (PostgreSQL by default, or Meilisearch).
+    pub search: kiorex_search::Engine,
 }
 
 impl AppState {

@@ -193,6 +193,7 @@ pub fn links(resource: &Clinical) -> Result<Vec<Link>, Vec<Issue>> {
             );
             add(f, "ClinicalImpression.assessor", None, c.assessor.as_ref());
         }
+        Clinical::Medication(_) => {}
     }
     let mut links = Vec::new();
     let mut issues = Vec::new();
@@ -488,8 +489,38 @@ pub fn index(resource: &Clinical, links: &[Link]) -> SearchIndex {
                 date(&mut ix, "date", &json_string(d));
             }
         }
+        Clinical::Medication(m) => medication(&mut ix, m),
     }
     ix
+}
+
+/// A formulary entry is found by the words of its name (the code's text or display), of its
+/// ingredients and of its form, typed with a typo or as a prefix (kiorex-search's medicines).
+fn medication(ix: &mut SearchIndex, m: &r::Medication) {
+    let concept_words = |ix: &mut SearchIndex, param: &'static str, c: &CodeableConcept| {
+        let text = c.text.as_deref().or_else(|| {
+            c.coding
+                .iter()
+                .flatten()
+                .find_map(|coding| coding.display.as_deref())
+        });
+        if let Some(text) = text {
+            push_words(ix, param, text);
+        }
+    };
+    if let Some(code) = &m.code {
+        concept_words(ix, "name", code);
+        codeable(ix, "code", code);
+    }
+    if let Some(form) = &m.form {
+        concept_words(ix, "form", form);
+        codeable(ix, "form", form);
+    }
+    for ingredient in m.ingredient.iter().flatten() {
+        if let r::MedicationIngredientItem::CodeableConcept(c) = &ingredient.item {
+            concept_words(ix, "ingredient", c);
+        }
+    }
 }
 
 fn names(ix: &mut SearchIndex, names: &[Option<HumanName>]) {

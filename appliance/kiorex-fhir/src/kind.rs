@@ -15,10 +15,12 @@ pub enum ResourceKind {
     Procedure,
     /// A clinician's note on an encounter (see `kiorex-portal` notes for why this type).
     ClinicalImpression,
+    /// A formulary entry of the hospital (not patient data).
+    Medication,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 10] = [
+    pub const ALL: [ResourceKind; 11] = [
         ResourceKind::Patient,
         ResourceKind::Practitioner,
         ResourceKind::Organization,
@@ -29,6 +31,7 @@ impl ResourceKind {
         ResourceKind::MedicationRequest,
         ResourceKind::Procedure,
         ResourceKind::ClinicalImpression,
+        ResourceKind::Medication,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +46,7 @@ impl ResourceKind {
             ResourceKind::MedicationRequest => "MedicationRequest",
             ResourceKind::Procedure => "Procedure",
             ResourceKind::ClinicalImpression => "ClinicalImpression",
+            ResourceKind::Medication => "Medication",
         }
     }
 
@@ -65,6 +69,7 @@ impl ResourceKind {
             // Notes are clinical findings: written and read by those who record and read
             // observations (physicians, nurses), never by the front desk.
             ResourceKind::ClinicalImpression => Resource::Observation,
+            ResourceKind::Medication => Resource::Medication,
         }
     }
 
@@ -72,7 +77,10 @@ impl ResourceKind {
     pub fn in_patient_compartment(self) -> bool {
         !matches!(
             self,
-            ResourceKind::Patient | ResourceKind::Practitioner | ResourceKind::Organization
+            ResourceKind::Patient
+                | ResourceKind::Practitioner
+                | ResourceKind::Organization
+                | ResourceKind::Medication
         )
     }
 }

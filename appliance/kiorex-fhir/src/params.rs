@@ -165,6 +165,12 @@ const CLINICAL_IMPRESSION: &[ParamDef] = &[
     ),
 ];
 
+const MEDICATION: &[ParamDef] = &[
+    def("code", Token, "The formulary code"),
+    def("form", Token, "tablet | capsule | solution …"),
+    def("name", Str, "Words of the name; prefix match"),
+];
+
 /// The search parameters of a resource type.
 pub fn params_of(kind: ResourceKind) -> &'static [ParamDef] {
     match kind {
@@ -178,6 +184,7 @@ pub fn params_of(kind: ResourceKind) -> &'static [ParamDef] {
         K::MedicationRequest => MEDICATION_REQUEST,
         K::Procedure => PROCEDURE,
         K::ClinicalImpression => CLINICAL_IMPRESSION,
+        K::Medication => MEDICATION,
     }
 }
 

@@ -21,6 +21,7 @@ pub enum Clinical {
     MedicationRequest(r::MedicationRequest),
     Procedure(r::Procedure),
     ClinicalImpression(r::ClinicalImpression),
+    Medication(r::Medication),
 }
 
 /// A resource ready to be stored: the typed model and its canonical JSON.
@@ -43,6 +44,7 @@ impl Clinical {
             Clinical::MedicationRequest(_) => ResourceKind::MedicationRequest,
             Clinical::Procedure(_) => ResourceKind::Procedure,
             Clinical::ClinicalImpression(_) => ResourceKind::ClinicalImpression,
+            Clinical::Medication(_) => ResourceKind::Medication,
         }
     }
 }
@@ -93,6 +95,7 @@ pub fn parse_value(expected: ResourceKind, value: Value) -> Result<Parsed, Vec<I
         ResourceKind::MedicationRequest => typed(&value, type_name, Clinical::MedicationRequest)?,
         ResourceKind::Procedure => typed(&value, type_name, Clinical::Procedure)?,
         ResourceKind::ClinicalImpression => typed(&value, type_name, Clinical::ClinicalImpression)?,
+        ResourceKind::Medication => typed(&value, type_name, Clinical::Medication)?,
     };
     let mut issues = Vec::new();
     unknown_elements(&value, &json, type_name, &mut issues);

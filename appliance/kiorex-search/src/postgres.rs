@@ -12,7 +12,7 @@ use kiorex_store::Store;
 use uuid::Uuid;
 
 pub struct PostgresSearch {
-    store: Store,
+    pub(crate) store: Store,
 }
 
 impl PostgresSearch {
@@ -51,74 +51,135 @@ impl Sql {
     }
 }
 
-/// One name fragment's best match per patient: exact word 1, prefix 0.8, else the trigram
-/// similarity (at least pg_trgm's threshold, 0.3 by default).
-fn name_term(sql: &mut Sql, term: &str) -> String {
+/// How name fragments are matched. Prefixes first: they use the B-tree index alone and are what
+/// the front desk types most; the trigram pass (typos) runs only when the prefixes found less
+/// than a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Prefix,
+    Typos,
+}
+
+/// One name fragment's best match per patient: exact word 1, prefix 0.8, else (typo pass) the
+/// trigram similarity of a similar word (at least pg_trgm's threshold, 0.3 by default).
+/// `among`, when given, is a `SELECT resource_id` of the few patients an exact criterion (a birth
+/// date, an identifier) allows: the name is then matched among them only.
+fn name_term(sql: &mut Sql, term: &str, pass: Pass, among: Option<&str>) -> String {
     let exact = sql.bind(Bind::Text(term.to_owned()));
     let prefix = sql.bind(Bind::Text(format!("{}%", like_escape(term))));
+    let (otherwise, matches) = match pass {
+        Pass::Prefix => ("0.8".to_owned(), format!("s.value LIKE {prefix}")),
+        Pass::Typos => (
+            format!(
+                "CASE WHEN s.value LIKE {prefix} THEN 0.8 ELSE similarity(s.value, {exact}) END"
+            ),
+            // The similar words come from the vocabulary (`search_word`: each distinct word
+            // once, with a trigram index), their patients through the B-tree index. As an array
+            // (computed once), not `IN (subquery)`, which the planner turns into a scan.
+            format!(
+                "(s.value LIKE {prefix} OR s.value = ANY(ARRAY(SELECT w.value FROM search_word w \
+                   WHERE w.resource_type = 'Patient' AND w.param = 'name' AND w.value % {exact})))"
+            ),
+        ),
+    };
+    let among = among
+        .map(|ids| format!(" AND s.resource_id = ANY(ARRAY({ids}))"))
+        .unwrap_or_default();
     format!(
-        "SELECT s.resource_id, max(CASE WHEN s.value = {exact} THEN 1.0 \
-           WHEN s.value LIKE {prefix} THEN 0.8 ELSE similarity(s.value, {exact}) END)::float8 AS best \
+        "SELECT s.resource_id, max(CASE WHEN s.value = {exact} THEN 1.0 ELSE {otherwise} END)::float8 AS best \
          FROM search_string s \
-         WHERE s.resource_type = 'Patient' AND s.param = 'name' \
-           AND (s.value LIKE {prefix} OR s.value % {exact}) \
+         WHERE s.resource_type = 'Patient' AND s.param = 'name' AND {matches}{among} \
          GROUP BY s.resource_id"
     )
 }
 
-fn like_escape(term: &str) -> String {
+pub(crate) fn like_escape(term: &str) -> String {
     term.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
 }
 
-fn build(query: &FrontDeskQuery, facilities: &[Uuid], limit: usize) -> Sql {
+/// The patients matching one exact criterion, from its index alone (a `SELECT resource_id`).
+/// Birth dates: the date index is ordered by `low`, so the range on `low` is bounded below too
+/// (a year-only birth date starts at most a year before the day), or every earlier birth date
+/// would be read.
+fn date_ids(sql: &mut Sql, day: NaiveDate) -> String {
+    let (start, end) = day_bounds(day);
+    let earliest = start - chrono::Duration::days(367);
+    let (start, end, earliest) = (
+        sql.bind(Bind::Time(start)),
+        sql.bind(Bind::Time(end)),
+        sql.bind(Bind::Time(earliest)),
+    );
+    format!(
+        "SELECT d.resource_id FROM search_date d WHERE d.resource_type = 'Patient' \
+           AND d.param = 'birthdate' AND d.low >= {earliest} AND d.low < {end} AND d.high >= {start}"
+    )
+}
+
+fn identifier_ids(sql: &mut Sql, identifiers: &[String]) -> String {
+    let ids = sql.bind(Bind::Texts(identifiers.to_vec()));
+    format!(
+        "SELECT t.resource_id FROM search_token t WHERE t.resource_type = 'Patient' \
+           AND t.param = 'identifier' AND upper(t.code) = ANY({ids})"
+    )
+}
+
+fn phone_ids(sql: &mut Sql, phone: &str) -> String {
+    let phone = sql.bind(Bind::Text(phone.to_owned()));
+    format!(
+        "SELECT t.resource_id FROM search_token t WHERE t.resource_type = 'Patient' \
+           AND t.param = 'phone' AND t.code = {phone}"
+    )
+}
+
+/// One statement: the patients are read starting from the most selective index (the names'
+/// matches, else an identifier, a phone, a birth date), and the other criteria filter them.
+fn build(query: &FrontDeskQuery, facilities: &[Uuid], limit: usize, pass: Pass) -> Sql {
     let mut sql = Sql {
         text: String::new(),
         binds: Vec::new(),
     };
     let facilities = sql.bind(Bind::Uuids(facilities.to_vec()));
-    let mut from = String::from("resource r");
-    let mut score = String::from("0.0");
-    if !query.names.is_empty() {
-        let terms: Vec<String> = query.names.iter().map(|t| name_term(&mut sql, t)).collect();
+    let mut exact: Vec<String> = Vec::new();
+    if !query.identifiers.is_empty() {
+        exact.push(identifier_ids(&mut sql, &query.identifiers));
+    }
+    if let Some(phone) = &query.phone {
+        exact.push(phone_ids(&mut sql, phone));
+    }
+    if let Some(day) = query.birth_date {
+        exact.push(date_ids(&mut sql, day));
+    }
+    let (from, score) = if !query.names.is_empty() {
+        let terms: Vec<String> = query
+            .names
+            .iter()
+            .map(|t| name_term(&mut sql, t, pass, exact.first().map(String::as_str)))
+            .collect();
         let needed = sql.bind(Bind::Int(terms.len() as i64));
-        from = format!(
+        let from = format!(
             "(SELECT resource_id, sum(best) AS score FROM ({}) per_term \
               GROUP BY resource_id HAVING count(*) = {needed}) n \
              JOIN resource r ON r.id = n.resource_id",
             terms.join(" UNION ALL ")
         );
-        score = "n.score".into();
-    }
+        (from, "n.score")
+    } else {
+        let driving = exact.remove(0);
+        (
+            format!(
+                "(SELECT DISTINCT resource_id FROM ({driving}) c0) c JOIN resource r ON r.id = c.resource_id"
+            ),
+            "0.0",
+        )
+    };
     let mut filters = vec![
         "r.resource_type = 'Patient'".to_owned(),
         "NOT r.deleted".to_owned(),
         format!("r.facility_id = ANY({facilities})"),
     ];
-    if let Some(day) = query.birth_date {
-        let (start, end) = day_bounds(day);
-        let (start, end) = (sql.bind(Bind::Time(start)), sql.bind(Bind::Time(end)));
-        filters.push(format!(
-            "EXISTS (SELECT 1 FROM search_date d WHERE d.resource_id = r.id \
-               AND d.resource_type = 'Patient' AND d.param = 'birthdate' \
-               AND d.low < {end} AND d.high >= {start})"
-        ));
-    }
-    if !query.identifiers.is_empty() {
-        let ids = sql.bind(Bind::Texts(query.identifiers.clone()));
-        filters.push(format!(
-            "EXISTS (SELECT 1 FROM search_token t WHERE t.resource_id = r.id \
-               AND t.resource_type = 'Patient' AND t.param = 'identifier' AND upper(t.code) = ANY({ids}))"
-        ));
-    }
-    if let Some(phone) = &query.phone {
-        let phone = sql.bind(Bind::Text(phone.clone()));
-        filters.push(format!(
-            "EXISTS (SELECT 1 FROM search_token t WHERE t.resource_id = r.id \
-               AND t.resource_type = 'Patient' AND t.param = 'phone' AND t.code = {phone})"
-        ));
-    }
+    filters.extend(exact.iter().map(|ids| format!("r.id IN ({ids})")));
     let limit = sql.bind(Bind::Int(limit as i64));
     sql.text = format!(
         "SELECT r.id AS patient_id, r.facility_id, ({score})::float8 AS score FROM {from} \
@@ -149,21 +210,15 @@ impl PatientSearch for PostgresSearch {
         if query.is_empty() || facilities.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let sql = build(query, facilities, limit);
+        let (query, facilities) = (query.clone(), facilities.to_vec());
         let rows = self
             .store
             .run(move |conn| {
-                let mut q = diesel::sql_query(sql.text).into_boxed();
-                for bind in sql.binds {
-                    q = match bind {
-                        Bind::Text(v) => q.bind::<Text, _>(v),
-                        Bind::Texts(v) => q.bind::<Array<Text>, _>(v),
-                        Bind::Uuids(v) => q.bind::<Array<SqlUuid>, _>(v),
-                        Bind::Time(v) => q.bind::<Timestamptz, _>(v),
-                        Bind::Int(v) => q.bind::<Int8, _>(v),
-                    };
+                let mut rows = load(conn, build(&query, &facilities, limit, Pass::Prefix))?;
+                if !query.names.is_empty() && rows.len() < limit {
+                    rows = load(conn, build(&query, &facilities, limit, Pass::Typos))?;
                 }
-                Ok(q.load::<Row>(conn)?)
+                Ok(rows)
             })
             .await
             .map_err(|e| SearchError::Unavailable(e.to_string()))?;
@@ -176,6 +231,20 @@ impl PatientSearch for PostgresSearch {
             })
             .collect())
     }
+}
+
+fn load(conn: &mut PgConnection, sql: Sql) -> kiorex_store::StoreResult<Vec<Row>> {
+    let mut q = diesel::sql_query(sql.text).into_boxed();
+    for bind in sql.binds {
+        q = match bind {
+            Bind::Text(v) => q.bind::<Text, _>(v),
+            Bind::Texts(v) => q.bind::<Array<Text>, _>(v),
+            Bind::Uuids(v) => q.bind::<Array<SqlUuid>, _>(v),
+            Bind::Time(v) => q.bind::<Timestamptz, _>(v),
+            Bind::Int(v) => q.bind::<Int8, _>(v),
+        };
+    }
+    Ok(q.load::<Row>(conn)?)
 }
 
 #[derive(QueryableByName)]
@@ -252,16 +321,55 @@ mod tests {
     #[test]
     fn every_criterion_narrows_and_the_facilities_always_bound() {
         let query = crate::parse("oka ngozi 12/03/1980 GEN-1");
-        let sql = build(&query, &[Uuid::nil()], 10);
+        let sql = build(&query, &[Uuid::nil()], 10, Pass::Typos);
         assert!(sql.text.contains("r.facility_id = ANY($1)"));
         assert!(
-            sql.text.contains("HAVING count(*) = $6"),
+            sql.text.contains("HAVING count(*) = $10"),
             "both name terms must match: {}",
             sql.text
         );
         assert!(sql.text.contains("param = 'birthdate'"));
         assert!(sql.text.contains("param = 'identifier'"));
-        assert_eq!(sql.binds.len(), 10);
+        assert!(sql.text.contains("w.value % "), "typos in this pass");
+        assert!(
+            sql.text
+                .contains("AND s.resource_id = ANY(ARRAY(SELECT t.resource_id"),
+            "names are matched among the identifier's patients"
+        );
+        assert_eq!(sql.binds.len(), 11);
+        let prefix = build(&query, &[Uuid::nil()], 10, Pass::Prefix);
+        assert!(!prefix.text.contains('%'), "no trigram in the prefix pass");
+    }
+
+    #[test]
+    fn without_a_name_the_search_starts_from_the_exact_criterion() {
+        let sql = build(
+            &crate::parse("12/03/1980"),
+            &[Uuid::nil()],
+            10,
+            Pass::Prefix,
+        );
+        assert!(
+            sql.text.contains(
+                "FROM (SELECT DISTINCT resource_id FROM (SELECT d.resource_id FROM search_date d"
+            ),
+            "{}",
+            sql.text
+        );
+        assert!(
+            sql.text.contains("d.low >= $4"),
+            "the date range is bounded below"
+        );
+        let sql = build(
+            &crate::parse("GEN-1 12/03/1980"),
+            &[Uuid::nil()],
+            10,
+            Pass::Prefix,
+        );
+        assert!(sql.text.contains(
+            "FROM (SELECT DISTINCT resource_id FROM (SELECT t.resource_id FROM search_token t"
+        ));
+        assert!(sql.text.contains("r.id IN (SELECT d.resource_id"));
     }
 
     #[test]

@@ -404,6 +404,18 @@ fn enqueue(conn: &mut PgConnection, stored: &[Stored], change: Change) -> StoreR
     Ok(())
 }
 
+/// Replaces the index entries of existing resources (`kiorex reindex`), in the caller's
+/// transaction: searches see the old entries until it commits, then the new ones.
+pub fn replace_index(
+    conn: &mut PgConnection,
+    indexes: &[(Uuid, &str, SearchIndex)],
+) -> StoreResult<()> {
+    for (id, _, _) in indexes {
+        clear_index(conn, *id)?;
+    }
+    write_index(conn, indexes)
+}
+
 fn clear_index(conn: &mut PgConnection, id: Uuid) -> StoreResult<()> {
     diesel::delete(search_string::table.filter(search_string::resource_id.eq(id))).execute(conn)?;
     diesel::delete(search_token::table.filter(search_token::resource_id.eq(id))).execute(conn)?;

@@ -105,6 +105,17 @@ impl TestApp {
         documents: Option<kiorex_objects::Objects>,
         listener: std::net::TcpListener,
     ) -> TestApp {
+        TestApp::spawn_searching(identity, documents, listener, None).await
+    }
+
+    /// The app with every part chosen, searching with Meilisearch when `meilisearch` is given
+    /// (the PostgreSQL engine otherwise).
+    pub async fn spawn_searching(
+        identity: IdentitySettings,
+        documents: Option<kiorex_objects::Objects>,
+        listener: std::net::TcpListener,
+        meilisearch: Option<kiorex_search::meili::MeiliSettings>,
+    ) -> TestApp {
         let database_url = tokio::task::spawn_blocking(crate::fresh_database)
             .await
             .expect("database");
@@ -125,6 +136,12 @@ impl TestApp {
             }),
             identity: Identity::new(identity).expect("identity settings"),
             documents: documents.map(Arc::new),
+            search: match meilisearch {
+                Some(settings) => kiorex_search::Engine::Meilisearch(Arc::new(
+                    kiorex_search::meili::MeiliSearch::new(&settings).expect("meilisearch"),
+                )),
+                None => kiorex_search::Engine::postgres(store.clone()),
+            },
         };
         listener.set_nonblocking(true).expect("nonblocking");
         let listener = tokio::net::TcpListener::from_std(listener).expect("listener");

@@ -16,6 +16,7 @@ mod clamav;
 mod documents;
 pub mod edge;
 pub mod ldap;
+mod meilisearch;
 pub mod oidc;
 pub mod pki;
 mod postgres;
@@ -25,6 +26,7 @@ pub use app::{PASSWORD as STAFF_PASSWORD, Reply, TestApp, User};
 pub use ceph::{ACCESS_KEY, Ceph, Gateway, SECRET_KEY, ceph};
 pub use clamav::{ClamAv, EICAR, clamav};
 pub use documents::{DocumentSite, documents_on, s3_settings, sample_pdf};
+pub use meilisearch::meilisearch;
 pub use postgres::{Postgres, empty_database, fresh_database, postgres};
 pub use process::{ADMIN, ADMIN_PASSWORD, Core, Finished, Site};
 

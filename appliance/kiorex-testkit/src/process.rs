@@ -110,6 +110,37 @@ impl Site {
     }
 }
 
+impl Site {
+    /// Starts `kiorex serve worker` with its health and metrics on a free port, with more
+    /// environment (e.g. `KIOREX_WORKER__BATCH_SIZE`), and waits until it listens.
+    pub fn serve_worker(&self, env: &[(&str, &str)]) -> Core {
+        let port = crate::free_port();
+        let log_path = self.dir.path().join(format!("worker-{port}.log"));
+        let log = std::fs::File::create(&log_path).expect("log");
+        let child = self
+            .command(&["serve", "worker"])
+            .env("KIOREX_WORKER__LISTEN", format!("127.0.0.1:{port}"))
+            .envs(env.iter().copied())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start kiorex");
+        let worker = Core {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log: log_path,
+        };
+        let ready = crate::wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            ready,
+            "kiorex serve worker did not start listening on {port}"
+        );
+        worker
+    }
+}
+
 /// A finished CLI run.
 pub struct Finished(pub Output);
 
@@ -152,6 +183,13 @@ impl Core {
     pub fn kill_hard(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM, as systemd and Kubernetes stop a service: it should finish and exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.exit_status(timeout)
     }
 
     /// Waits for the process to exit by itself (it should not).

@@ -31,6 +31,10 @@ struct Raw {
     objects: RawObjects,
     #[serde(default)]
     scan: RawScan,
+    #[serde(default)]
+    search: crate::search_config::RawSearch,
+    #[serde(default)]
+    worker: crate::search_config::RawWorker,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -254,6 +258,7 @@ pub fn all_keys() -> impl Iterator<Item = &'static KeyDoc> {
     KEYS.iter()
         .chain(crate::identity_config::IDENTITY_KEYS.iter())
         .chain(crate::edge_config::KEYS.iter())
+        .chain(crate::search_config::KEYS.iter())
 }
 
 /// The configuration reference in Markdown.
@@ -305,6 +310,10 @@ pub struct Config {
     pub core_internal: Option<kiorex_edge::InternalSettings>,
     /// Documents; `None` when no object store is configured.
     pub objects: Option<ObjectsConfig>,
+    /// `[search]`: the engine searches use.
+    pub search: crate::search_config::SearchConfig,
+    /// `[worker]`: what `serve worker` reads.
+    pub worker: crate::search_config::WorkerConfig,
 }
 
 /// Where documents go and how they are checked.
@@ -550,6 +559,8 @@ fn validate(raw: Raw, needs_database: bool) -> Result<Config, Vec<ConfigError>> 
         ));
     }
     let objects = objects(&mut errors, raw.objects, raw.scan);
+    let search = crate::search_config::validate_search(&mut errors, raw.search);
+    let worker = crate::search_config::validate_worker(&mut errors, raw.worker);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -567,6 +578,8 @@ fn validate(raw: Raw, needs_database: bool) -> Result<Config, Vec<ConfigError>> 
         edge,
         core_internal,
         objects,
+        search,
+        worker,
     })
 }
 
@@ -960,6 +973,10 @@ mod tests {
                 "objects.max_upload_bytes" => "4096",
                 "scan.clamd" => "127.0.0.1:3310",
                 "scan.hold_when_unavailable" => "true",
+                "search.engine" => "postgres",
+                "search.api_key" => "key",
+                "search.index_prefix" => "site-a",
+                "worker.listen" => "127.0.0.1:9001",
                 "edge.listen" | "edge.admin_listen" => "127.0.0.1:9443",
                 "edge.allow_tls12" => "true",
                 "edge.core_url" => "https://127.0.0.1:9444",

@@ -6,6 +6,8 @@ mod edge_config;
 mod identity_config;
 mod logging;
 mod objects;
+mod search_config;
+mod worker;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -84,6 +86,20 @@ enum Command {
         #[command(subcommand)]
         command: ObjectsCommand,
     },
+    /// Rebuild search indexes from PostgreSQL while searches keep answering (Meilisearch: a new
+    /// index is filled and swapped in; PostgreSQL: index rows are rewritten in batches). Run it
+    /// after switching search.engine to meilisearch, or when an index is suspected stale.
+    Reindex {
+        #[arg(value_enum)]
+        index: ReindexTarget,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// The hospital formulary (FHIR Medication resources, found by /api/v1/search/medicines).
+    Formulary {
+        #[command(subcommand)]
+        command: FormularyCommand,
+    },
     /// Print the configuration reference (every key, its environment variable and default).
     ConfigReference,
     /// Write a new Ed25519 key for signing access tokens (file mode 0600).
@@ -111,6 +127,18 @@ enum Role_ {
     /// core's internal listener over mutual TLS. Needs no database: give it a configuration with
     /// only [edge] (and [log]); it refuses to start with database credentials.
     Edge,
+    /// The worker: delivers the outbox (search indexing) at least once, in order per record.
+    /// Serves /health/live, /health/ready and /metrics on worker.listen. Run one or more; they
+    /// share the work safely.
+    Worker,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ReindexTarget {
+    Patients,
+    Documents,
+    Medicines,
+    All,
 }
 
 #[derive(Subcommand)]
@@ -155,6 +183,22 @@ enum ObjectsCommand {
         /// The keyring file (the one objects.key_encryption_keys_file names).
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FormularyCommand {
+    /// Import or update a facility's formulary from a CSV file with the header
+    /// `code,name,form,ingredients` (ingredients separated by `;`). Entries are matched by code:
+    /// running it again with the same file changes nothing. Kiorex ships no drug data.
+    Import {
+        /// The CSV file, e.g. exported from the pharmacy's spreadsheet.
+        file: PathBuf,
+        /// The facility whose formulary it is (its code, e.g. GEN).
+        #[arg(long)]
+        facility: String,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
     },
 }
 
@@ -286,12 +330,37 @@ fn run(cli: Cli) -> Result<()> {
             match command {
                 Command::Serve { role: Role_::Core } => serve_core(config),
                 Command::Serve { role: Role_::Edge } => serve_edge(config),
+                Command::Serve {
+                    role: Role_::Worker,
+                } => {
+                    let store = connect_migrated(&config, 4)?;
+                    worker::serve_worker(config, store)
+                }
+                Command::Reindex { index, output } => {
+                    use kiorex_search::meili::IndexKind;
+                    let targets: &[IndexKind] = match index {
+                        ReindexTarget::Patients => &[IndexKind::Patients],
+                        ReindexTarget::Documents => &[IndexKind::Documents],
+                        ReindexTarget::Medicines => &[IndexKind::Medicines],
+                        ReindexTarget::All => &IndexKind::ALL,
+                    };
+                    let store = connect_migrated(&config, 2)?;
+                    worker::reindex_command(&config, store, targets, output == Output::Json)
+                }
                 Command::Migrate { output } => migrate(&config, output),
                 Command::Configtest { output } => configtest(&config, output),
                 Command::Audit {
                     command: AuditCommand::Verify { output },
                 } => audit_verify(&config, output),
                 Command::Facility { command } => facility(&config, command),
+                Command::Formulary {
+                    command:
+                        FormularyCommand::Import {
+                            file,
+                            facility,
+                            output,
+                        },
+                } => formulary_import(&config, &file, &facility, output),
                 Command::User { command } => user(&config, command),
                 Command::Objects { command } => objects_command(&config, command),
                 Command::Keygen { .. } | Command::Healthcheck { .. } | Command::ConfigReference => {
@@ -322,6 +391,19 @@ fn connect_once(config: &config::Config) -> Result<diesel::PgConnection> {
         .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL (KX-DB-001): {e}"))
 }
 
+/// A pool, refused while migrations are pending (the new columns may not be there yet).
+fn connect_migrated(config: &config::Config, size: u32) -> Result<Store> {
+    let pending = kiorex_store::pending_migrations(&mut connect_once(config)?)?;
+    if !pending.is_empty() {
+        bail!(
+            "{} database migration(s) are pending (KX-DB-002): run `kiorex migrate` first; pending: {}",
+            pending.len(),
+            pending.join(", ")
+        );
+    }
+    connect(config, size)
+}
+
 fn serve_core(config: config::Config) -> Result<()> {
     let pending = kiorex_store::pending_migrations(&mut connect_once(&config)?)?;
     let store = connect(&config, config.pool_size)?;
@@ -339,12 +421,14 @@ fn serve_core(config: config::Config) -> Result<()> {
         .map(objects::build)
         .transpose()?
         .map(Arc::new);
+    let search = worker::engine(&config, &store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(config.pool_size as usize + 8)
         .build()?;
     runtime.block_on(async move {
         let state = AppState {
+            search,
             audit: AuditSink::start(store.clone()),
             store,
             tokens: Arc::new(tokens),
@@ -453,6 +537,7 @@ fn configtest(config: &config::Config, output: Output) -> Result<()> {
             }
         },
     }
+    checks.push(("search", worker::check_search(config)));
     let failed = checks.iter().any(|(_, r)| r.is_err());
     match output {
         Output::Json => {
@@ -617,6 +702,34 @@ fn facility(config: &config::Config, command: FacilityCommand) -> Result<()> {
                     .for_each(|f| println!("{:<10} {}  {}", f.code, f.id, f.name)),
             }
         }
+    }
+    Ok(())
+}
+
+fn formulary_import(
+    config: &config::Config,
+    file: &PathBuf,
+    facility: &str,
+    output: Output,
+) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let entries = kiorex_api::formulary::parse(&text).map_err(|problems| {
+        anyhow::anyhow!(
+            "{} is not a formulary file (KX-MED-001):\n  - {}",
+            file.display(),
+            problems.join("\n  - ")
+        )
+    })?;
+    let mut conn = connect_once(config)?;
+    let report = kiorex_api::formulary::import(&mut conn, &operator(), facility, &entries)
+        .map_err(anyhow::Error::msg)?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(&report)?),
+        Output::Text => println!(
+            "formulary of {facility}: {} created, {} updated, {} unchanged",
+            report.created, report.updated, report.unchanged
+        ),
     }
     Ok(())
 }
