@@ -505,7 +505,7 @@ fn restore_database(args: &RestoreArgs) -> Result<serde_json::Map<String, serde_
     verify_backup(&dir)?;
 
     let bar = crate::progress::spinner(args.output == Output::Text, "stopping Kiorex");
-    let core_was_running = layout.stop_core();
+    let core_was_running = layout.stop_roles();
     layout.stop_postgres(&bin)?;
     let stamp = backup_id(OffsetDateTime::now_utc());
     let kept = layout

@@ -198,23 +198,33 @@ impl Layout {
     }
 
     /// Stops a core started with `up --detach`, if any; returns whether one was running.
-    pub fn stop_core(&self) -> bool {
-        let Some(pid) = std::fs::read_to_string(self.core_pid())
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        else {
-            return false;
-        };
-        // SAFETY: signalling the core `up` started; a stale pid gets ESRCH.
-        let sent = unsafe { libc::kill(pid, libc::SIGTERM) } == 0;
-        for _ in 0..100 {
-            // SAFETY: signal 0 only probes whether the process exists.
-            if unsafe { libc::kill(pid, 0) } != 0 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let _ = std::fs::remove_file(self.core_pid());
-        sent
+    /// Stops every role `up --detach` started (edge first, then the worker, then core) and
+    /// returns whether core was running. The roles' pid files are removed.
+    pub fn stop_roles(&self) -> bool {
+        stop_role(&self.root.join("edge.pid"));
+        stop_role(&self.root.join("worker.pid"));
+        stop_role(&self.core_pid())
     }
+}
+
+/// Stops the process whose pid is in `pid_file` (SIGTERM, then up to 10 s for it to go) and
+/// removes the file; returns whether a signal was delivered.
+pub fn stop_role(pid_file: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return false;
+    };
+    // SAFETY: signalling a role `up` started; a stale pid gets ESRCH.
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) } == 0;
+    for _ in 0..100 {
+        // SAFETY: signal 0 only probes whether the process exists.
+        if !sent || unsafe { libc::kill(pid, 0) } != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_file(pid_file);
+    sent
 }

@@ -37,6 +37,10 @@ pub struct UpArgs {
     /// Port of the edge's metrics and health (plain HTTP, on 127.0.0.1).
     #[arg(long, default_value_t = 9464)]
     edge_admin_port: u16,
+    /// Port of the worker's metrics and health (plain HTTP, on 127.0.0.1). The worker delivers
+    /// the outbox: search indexing and, later, notifications and messages to partners.
+    #[arg(long, default_value_t = 8082)]
+    worker_port: u16,
     /// Do not start the edge.
     #[arg(long)]
     no_edge: bool,
@@ -93,6 +97,9 @@ impl Layout {
     }
     fn edge_pid(&self) -> PathBuf {
         self.root.join("edge.pid")
+    }
+    fn worker_pid(&self) -> PathBuf {
+        self.root.join("worker.pid")
     }
     fn pki(&self) -> PathBuf {
         self.root.join("pki")
@@ -164,6 +171,9 @@ pub fn run(args: UpArgs) -> Result<()> {
     )?;
 
     hand_over_files(&layout, &certs, &key, &accounts)?;
+    // A role left from an earlier detached run (say, the edge after a restore stopped core)
+    // would hold its port and be orphaned by a new pid file.
+    stop_detached_roles(&layout);
     progress.step("core");
     let mut core = env.start_core(&kiorex, &layout, args.detach, accounts.core.as_ref())?;
     let base = format!(
@@ -176,6 +186,22 @@ pub fn run(args: UpArgs) -> Result<()> {
         args.port
     );
     wait_ready(&base, &mut core, "core")?;
+    if args.detach {
+        std::fs::write(layout.core_pid(), core.id().to_string())?;
+    }
+    progress.step("worker");
+    let mut worker = env.start_worker(&kiorex, &layout, &args, accounts.core.as_ref())?;
+    if args.detach {
+        std::fs::write(layout.worker_pid(), worker.id().to_string())?;
+    }
+    if let Err(e) = wait_ready(
+        &format!("http://127.0.0.1:{}", args.worker_port),
+        &mut worker,
+        "worker",
+    ) {
+        terminate(&mut core);
+        return Err(e);
+    }
     write_ruleset(&args, &layout, &accounts)?;
     let firewall_loaded = match zones::apply(args.firewall, &layout.ruleset(), &accounts) {
         Ok(loaded) => loaded,
@@ -195,8 +221,12 @@ pub fn run(args: UpArgs) -> Result<()> {
             &public_key,
             accounts.edge.as_ref(),
         )?;
+        if args.detach {
+            std::fs::write(layout.edge_pid(), child.id().to_string())?;
+        }
         let health = format!("http://127.0.0.1:{}", args.edge_admin_port);
         if let Err(e) = wait_ready(&health, &mut child, "edge") {
+            terminate(&mut worker);
             terminate(&mut core);
             return Err(e);
         }
@@ -215,10 +245,6 @@ pub fn run(args: UpArgs) -> Result<()> {
     }
     report(&args, &layout, &base, &password, &accounts, firewall_loaded);
     if args.detach {
-        std::fs::write(layout.core_pid(), core.id().to_string())?;
-        if let Some(edge) = &edge {
-            std::fs::write(layout.edge_pid(), edge.id().to_string())?;
-        }
         return Ok(());
     }
     wait_for_stop_signal();
@@ -226,6 +252,7 @@ pub fn run(args: UpArgs) -> Result<()> {
     if let Some(edge) = edge.as_mut() {
         terminate(edge);
     }
+    terminate(&mut worker);
     terminate(&mut core);
     stop_postgres(&layout, &bin);
     Ok(())
@@ -269,6 +296,7 @@ fn report(
                    "username": ADMIN, "password_file": password_file, "facility": FACILITY_CODE, "data_dir": layout.root, "detached": args.detach,
                    "edge": edge, "edge_ca_file": layout.pki().join("public-ca.pem"), "nftables_ruleset": layout.ruleset(),
                    "firewall_loaded": firewall_loaded, "portal": format!("{base}/"),
+                   "worker": format!("http://127.0.0.1:{}", args.worker_port),
                    "role_users": {"edge": user_of(&accounts.edge), "core": user_of(&accounts.core)}})
         ),
         Output::Text => {
@@ -307,6 +335,10 @@ fn report(
                     layout.ruleset().display()
                 );
             }
+            println!(
+                "  Worker:        http://127.0.0.1:{}/health/ready   (delivers the outbox: search indexing)",
+                args.worker_port
+            );
             println!("  Data and logs: {}", layout.root.display());
             if args.detach {
                 println!(
@@ -758,6 +790,38 @@ impl CoreEnv {
         Ok(())
     }
 
+    /// `kiorex serve worker`: the database and its health listener, nothing else (no signing
+    /// key, no listeners for clients).
+    fn start_worker(
+        &self,
+        kiorex: &Path,
+        layout: &Layout,
+        args: &UpArgs,
+        account: Option<&zones::Account>,
+    ) -> Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(layout.logs().join("worker.log"))?;
+        let mut cmd = Command::new(kiorex);
+        cmd.args(["serve", "worker"])
+            .env("KIOREX_DATABASE__URL", self.database_url.trim())
+            .env(
+                "KIOREX_WORKER__LISTEN",
+                format!("127.0.0.1:{}", args.worker_port),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(account) = account {
+            cmd.uid(account.uid).gid(account.gid);
+        }
+        if args.detach {
+            cmd.process_group(0);
+        }
+        Ok(cmd.spawn()?)
+    }
+
     fn start_core(
         &self,
         kiorex: &Path,
@@ -812,6 +876,11 @@ fn wait_ready(base: &str, core: &mut Child, role: &str) -> Result<()> {
     }
     if role == "edge" {
         bail!("kiorex serve edge did not become ready within 60 s (KX-UP-005); see logs/edge.log")
+    }
+    if role == "worker" {
+        bail!(
+            "kiorex serve worker did not become ready within 60 s (KX-UP-009); see logs/worker.log"
+        )
     }
     bail!("kiorex serve core did not become ready within 60 s (KX-UP-004); see logs/core.log")
 }
@@ -897,16 +966,15 @@ fn terminate(core: &mut Child) {
     let _ = core.kill();
 }
 
-fn stop(layout: &Layout, args: &UpArgs) -> Result<()> {
-    for pid_file in [layout.edge_pid(), layout.core_pid()] {
-        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                // SAFETY: signalling a role we started; a stale pid gets ESRCH.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-            let _ = std::fs::remove_file(&pid_file);
-        }
+/// Stops the roles a detached run left (edge, worker, core), waiting for each to go.
+fn stop_detached_roles(layout: &Layout) {
+    for pid_file in [layout.edge_pid(), layout.worker_pid(), layout.core_pid()] {
+        crate::single_node::stop_role(&pid_file);
     }
+}
+
+fn stop(layout: &Layout, args: &UpArgs) -> Result<()> {
+    stop_detached_roles(layout);
     zones::unload(&layout.ruleset());
     stop_postgres(layout, &postgres_bin()?);
     match args.output {

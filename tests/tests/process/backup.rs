@@ -35,6 +35,8 @@ impl Appliance<'_> {
             &kiorex_testkit::free_port().to_string(),
             "--edge-admin-port",
             &kiorex_testkit::free_port().to_string(),
+            "--worker-port",
+            &kiorex_testkit::free_port().to_string(),
             // Existing unprivileged accounts for the roles; the firewall stays out of the host.
             "--edge-user",
             "nobody",

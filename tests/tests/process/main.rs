@@ -271,8 +271,8 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let kiorexctl = kiorex_testkit::kiorex_binary().with_file_name("kiorexctl");
     let port = kiorex_testkit::free_port().to_string();
-    let [edge_port, internal_port, edge_admin_port] =
-        [(); 3].map(|()| kiorex_testkit::free_port().to_string());
+    let [edge_port, internal_port, edge_admin_port, worker_port] =
+        [(); 4].map(|()| kiorex_testkit::free_port().to_string());
     let up = |extra: &[&str]| {
         let mut args = vec![
             "up",
@@ -286,6 +286,8 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
             &internal_port,
             "--edge-admin-port",
             &edge_admin_port,
+            "--worker-port",
+            &worker_port,
             // As root the roles run as their own users; these existing accounts keep the host's
             // user database untouched, and the firewall is written, not loaded into the host
             // (the zones test loads it in a namespace of its own).
@@ -341,6 +343,23 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
         bundle["entry"].as_array().map_or(0, Vec::len)
     });
     assert_eq!(patients, 12, "the demo patients were loaded");
+
+    // The worker runs beside core and delivers the outbox the demo data filled.
+    let worker = report["worker"].as_str().unwrap().to_owned();
+    let drained = kiorex_testkit::wait_until(std::time::Duration::from_secs(30), || {
+        runtime.block_on(async {
+            let metrics = reqwest::get(format!("{worker}/metrics")).await;
+            match metrics {
+                Ok(r) => r
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .contains("kiorex_outbox_pending 0\n"),
+                Err(_) => false,
+            }
+        })
+    });
+    assert!(drained, "the worker delivered the outbox");
 
     // The edge runs beside core and forwards the partner FHIR API over mutual TLS.
     let capability = runtime.block_on(async {

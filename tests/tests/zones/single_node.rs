@@ -145,6 +145,11 @@ fn kiorexctl_up_runs_each_role_as_its_own_user_behind_the_loaded_zone_firewall()
     assert!(table_loaded(&ns));
     assert_eq!(owner_of(&data.join("edge.pid")), EDGE_USER.1);
     assert_eq!(owner_of(&data.join("core.pid")), CORE_USER.1);
+    assert_eq!(
+        owner_of(&data.join("worker.pid")),
+        CORE_USER.1,
+        "the worker runs as core's user"
+    );
 
     // The edge's user reaches core's internal mutual-TLS port and nothing else of Kiorex's.
     let (edge, core) = (EDGE_USER.1, CORE_USER.1);
