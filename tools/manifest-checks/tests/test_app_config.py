@@ -21,12 +21,14 @@ PROPOSED_SECTIONS = {"edge"}  # for roles the binary does not have yet (k3s-mani
 
 
 def known_keys() -> dict:
-    text = CONFIG_RS.read_text()
+    # The sections live in config.rs and its sibling modules (identity_config.rs, edge_config.rs,
+    # search_config.rs …); `Raw` names each section's struct, possibly by module path.
+    text = "\n".join(p.read_text() for p in sorted(CONFIG_RS.parent.glob("*.rs")))
     structs = {m.group(1): m.group(2) for m in re.finditer(r"struct (Raw\w*) \{(.*?)\n\}", text, re.S)}
-    fields = lambda body: re.findall(r"^\s+(\w+): ", body, re.M)  # noqa: E731
+    fields = lambda body: re.findall(r"^\s+(?:pub )?(\w+): ", body, re.M)  # noqa: E731
     sections = {}
     for line in structs["Raw"].splitlines():
-        m = re.match(r"\s+(\w+): (Raw\w+),", line)
+        m = re.match(r"\s+(\w+): (?:crate::\w+::)?(Raw\w+),", line)
         if m:
             sections[m.group(1)] = set(fields(structs[m.group(2)]))
     return sections
