@@ -230,8 +230,23 @@ impl From<StoreError> for ApiError {
             )),
             StoreError::Conflict(message) => ApiError::conflict("KX-REC-409", message),
             StoreError::Unavailable(detail) => ApiError::unavailable(detail),
+            // PostgreSQL aborted the whole transaction to untangle it from a concurrent one:
+            // nothing was written, and the same request can simply be sent again.
+            StoreError::Database(ref db) if is_concurrency_abort(db) => {
+                ApiError::unavailable(e.to_string())
+            }
             other => ApiError::internal(other.to_string()),
         }
+    }
+}
+
+/// A serialization failure (40001) or a deadlock (40P01, which diesel reports by its message).
+fn is_concurrency_abort(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        Error::DatabaseError(_, info) => info.message().contains("deadlock detected"),
+        _ => false,
     }
 }
 
@@ -296,4 +311,56 @@ pub async fn catch_unhandled(request: Request, next: Next) -> Response {
         s => ApiError::internal(format!("unhandled status {s}")),
     };
     error.render(dialect, &request_id)
+}
+
+#[cfg(test)]
+mod concurrency_tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error};
+
+    struct Info(&'static str);
+
+    impl DatabaseErrorInformation for Info {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn details(&self) -> Option<&str> {
+            None
+        }
+        fn hint(&self) -> Option<&str> {
+            None
+        }
+        fn table_name(&self) -> Option<&str> {
+            None
+        }
+        fn column_name(&self) -> Option<&str> {
+            None
+        }
+        fn constraint_name(&self) -> Option<&str> {
+            None
+        }
+        fn statement_position(&self) -> Option<i32> {
+            None
+        }
+    }
+
+    fn status_of(e: Error) -> StatusCode {
+        ApiError::from(StoreError::Database(e)).status
+    }
+
+    #[test]
+    fn a_transaction_aborted_for_a_concurrent_one_is_retryable_not_a_server_fault() {
+        let deadlock = Error::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new(Info("deadlock detected")),
+        );
+        let serialization = Error::DatabaseError(
+            DatabaseErrorKind::SerializationFailure,
+            Box::new(Info("could not serialize access")),
+        );
+        assert_eq!(status_of(deadlock), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status_of(serialization), StatusCode::SERVICE_UNAVAILABLE);
+        let other = Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new(Info("disk full")));
+        assert_eq!(status_of(other), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }
