@@ -4,8 +4,8 @@
 
 use crate::free_port;
 use fantoccini::{Client, ClientBuilder, Locator};
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
