@@ -215,7 +215,7 @@ impl PatientSearch for PostgresSearch {
             .store
             .run(move |conn| {
                 let mut rows = load(conn, build(&query, &facilities, limit, Pass::Prefix))?;
-                if !query.names.is_empty() && rows.len() < limit {
+                if !query.names.is_empty() && rows.len() < typo_pass_below(limit) {
                     rows = load(conn, build(&query, &facilities, limit, Pass::Typos))?;
                 }
                 Ok(rows)
@@ -231,6 +231,14 @@ impl PatientSearch for PostgresSearch {
             })
             .collect())
     }
+}
+
+/// The typo pass runs when the prefixes found fewer patients than this. A typo match scores its
+/// trigram similarity, below a prefix match's 0.8 for all but near-identical words, so once the
+/// prefixes fill the top three (what the front desk looks at) the typo pass would only add names
+/// further down; it is skipped to keep each keystroke fast.
+fn typo_pass_below(limit: usize) -> usize {
+    limit.min(3)
 }
 
 fn load(conn: &mut PgConnection, sql: Sql) -> kiorex_store::StoreResult<Vec<Row>> {
