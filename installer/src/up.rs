@@ -701,10 +701,6 @@ fn start_edge(
     public_key: &Path,
     account: Option<&zones::Account>,
 ) -> Result<Child> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(layout.logs().join("edge.log"))?;
     let mut cmd = Command::new(kiorex);
     cmd.args(["serve", "edge"])
         .env_clear()
@@ -727,13 +723,28 @@ fn start_edge(
         .env("KIOREX_EDGE__CLIENT_CERT_FILE", &certs.edge_client_cert)
         .env("KIOREX_EDGE__CLIENT_KEY_FILE", &certs.edge_client_key)
         .env("KIOREX_EDGE__TOKEN_PUBLIC_KEY_FILE", public_key)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+        .stdin(Stdio::null());
+    spawn_role(cmd, layout, "edge", account, args.detach)
+}
+
+/// Starts a role with its output appended to `logs/<role>.log`, as `account` when given, and in
+/// its own process group when detached (Ctrl-C in this terminal later does not stop it).
+fn spawn_role(
+    mut cmd: Command,
+    layout: &Layout,
+    role: &str,
+    account: Option<&zones::Account>,
+    detach: bool,
+) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(layout.logs().join(format!("{role}.log")))?;
+    cmd.stdout(log.try_clone()?).stderr(log);
     if let Some(account) = account {
         cmd.uid(account.uid).gid(account.gid);
     }
-    if args.detach {
+    if detach {
         cmd.process_group(0);
     }
     Ok(cmd.spawn()?)
@@ -799,10 +810,6 @@ impl CoreEnv {
         args: &UpArgs,
         account: Option<&zones::Account>,
     ) -> Result<Child> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(layout.logs().join("worker.log"))?;
         let mut cmd = Command::new(kiorex);
         cmd.args(["serve", "worker"])
             .env("KIOREX_DATABASE__URL", self.database_url.trim())
@@ -810,16 +817,8 @@ impl CoreEnv {
                 "KIOREX_WORKER__LISTEN",
                 format!("127.0.0.1:{}", args.worker_port),
             )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        if let Some(account) = account {
-            cmd.uid(account.uid).gid(account.gid);
-        }
-        if args.detach {
-            cmd.process_group(0);
-        }
-        Ok(cmd.spawn()?)
+            .stdin(Stdio::null());
+        spawn_role(cmd, layout, "worker", account, args.detach)
     }
 
     fn start_core(
@@ -829,20 +828,13 @@ impl CoreEnv {
         detach: bool,
         account: Option<&zones::Account>,
     ) -> Result<Child> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(layout.logs().join("core.log"))?;
-        let mut cmd = self.command(kiorex, &["serve", "core"]);
-        cmd.stdout(log.try_clone()?).stderr(log);
-        if let Some(account) = account {
-            cmd.uid(account.uid).gid(account.gid);
-        }
-        if detach {
-            // Its own process group: Ctrl-C in this terminal later does not stop it.
-            cmd.process_group(0);
-        }
-        Ok(cmd.spawn()?)
+        spawn_role(
+            self.command(kiorex, &["serve", "core"]),
+            layout,
+            "core",
+            account,
+            detach,
+        )
     }
 }
 
