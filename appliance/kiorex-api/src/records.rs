@@ -664,10 +664,16 @@ fn prepare(
     ensure_care(conn, ctx, kind, Action::Write, facility_id, patient)?;
     if kind != ResourceKind::Patient {
         // What is added to other records (a vital sign's interpretation) is not searched by.
-        let index = extract::index(&parsed.resource, &links);
+        let mut index = extract::index(&parsed.resource, &links);
         let mut content = parsed.json;
         if kind == ResourceKind::Observation {
             interpret_observation(&mut content);
+            // The chart flags what is stored, the server's interpretation included.
+            if let Some(entry) = index.chart_result.as_mut()
+                && entry.flag.is_empty()
+            {
+                entry.flag = text_at(&content, "/interpretation/0/coding/0/code");
+            }
         }
         return Ok(Draft {
             resource_type: kind.name(),
@@ -857,6 +863,13 @@ fn assign_mrn(
     );
     json["identifier"] = Value::Array(identifiers);
     Ok(())
+}
+
+fn text_at(json: &Value, pointer: &str) -> String {
+    json.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Adds the interpretation (N/L/H/LL/HH) and the default reference range to a vital sign that

@@ -11,6 +11,8 @@ pub struct SearchIndex {
     pub tokens: Vec<TokenEntry>,
     pub dates: Vec<DateEntry>,
     pub references: Vec<ReferenceEntry>,
+    /// What the patient's chart shows of an observation about a patient.
+    pub chart_result: Option<ChartResult>,
 }
 
 /// A folded string (see [`crate::names::fold`]) matched by prefix.
@@ -42,4 +44,25 @@ pub struct ReferenceEntry {
     pub param: &'static str,
     pub target_type: String,
     pub target_id: Uuid,
+}
+
+/// One result as a patient's chart shows it: what, the value, when and the flag.
+///
+/// A patient followed for years has thousands of observations. The chart reads these narrow
+/// entries from one index range of the patient instead of every observation whole, so it opens
+/// in the same time whatever the size of the hospital's record store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartResult {
+    pub patient_id: Uuid,
+    /// The first coding's code (LOINC for vital signs).
+    pub code: String,
+    pub display: String,
+    pub value: Option<f64>,
+    pub unit: String,
+    /// The start of the effective time, if any.
+    pub effective: Option<DateTime<Utc>>,
+    /// The first interpretation code (H, L, HH, LL, A, N); empty when not flagged.
+    pub flag: String,
+    /// Whether the observation is categorised as a vital sign.
+    pub vital: bool,
 }

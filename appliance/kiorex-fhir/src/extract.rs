@@ -11,7 +11,9 @@ use fhir_model::r4b::resources as r;
 use fhir_model::r4b::types::{
     CodeableConcept, ContactPoint, HumanName, Identifier, Period, Reference,
 };
-use kiorex_domain::index::{DateEntry, ReferenceEntry, SearchIndex, StringEntry, TokenEntry};
+use kiorex_domain::index::{
+    ChartResult, DateEntry, ReferenceEntry, SearchIndex, StringEntry, TokenEntry,
+};
 use kiorex_domain::names::{fold, phone_digits};
 use uuid::Uuid;
 
@@ -445,6 +447,7 @@ pub fn index(resource: &Clinical, links: &[Link]) -> SearchIndex {
                 Some(r::ObservationEffective::Instant(i)) => date(&mut ix, "date", &json_string(i)),
                 _ => {}
             }
+            ix.chart_result = chart_result(o, &ix);
         }
         Clinical::Condition(c) => {
             if let Some(code) = &c.code {
@@ -582,6 +585,53 @@ fn phones(ix: &mut SearchIndex, telecom: &[Option<ContactPoint>]) {
     }
 }
 
+/// The chart's entry for an observation (Kiorex requires every one to be about a patient). Its
+/// time is the start of the indexed effective time, so partial dates and
+/// periods sort like they search.
+fn chart_result(o: &r::Observation, ix: &SearchIndex) -> Option<ChartResult> {
+    let patient_id = ix
+        .references
+        .iter()
+        .find(|r| r.param == "patient")?
+        .target_id;
+    let coding = o.code.coding.iter().flatten().next();
+    let quantity = match &o.value {
+        Some(r::ObservationValue::Quantity(q)) => Some(q),
+        _ => None,
+    };
+    let first_code = |c: &CodeableConcept| {
+        c.coding
+            .iter()
+            .flatten()
+            .find_map(|c| c.code.clone())
+            .unwrap_or_default()
+    };
+    Some(ChartResult {
+        patient_id,
+        code: coding.and_then(|c| c.code.clone()).unwrap_or_default(),
+        display: coding
+            .and_then(|c| c.display.clone())
+            .or_else(|| o.code.text.clone())
+            .unwrap_or_else(|| "Observation".to_owned()),
+        value: quantity.and_then(|q| q.value),
+        unit: quantity.and_then(|q| q.unit.clone()).unwrap_or_default(),
+        effective: ix.dates.iter().find(|d| d.param == "date").map(|d| d.low),
+        flag: o
+            .interpretation
+            .iter()
+            .flatten()
+            .next()
+            .map(first_code)
+            .unwrap_or_default(),
+        vital: o.category.iter().flatten().any(|c| {
+            c.coding
+                .iter()
+                .flatten()
+                .any(|c| c.code.as_deref() == Some("vital-signs"))
+        }),
+    })
+}
+
 fn codeable(ix: &mut SearchIndex, param: &'static str, concept: &CodeableConcept) {
     for coding in concept.coding.iter().flatten() {
         if let Some(code) = &coding.code {
@@ -710,6 +760,30 @@ mod tests {
                 .any(|t| t.param == "code" && t.code == "8867-4")
         );
         assert_eq!(ix.dates.len(), 1);
+    }
+
+    #[test]
+    fn a_flagged_vital_sign_about_a_patient_gets_a_chart_entry() {
+        let parsed = parse_value(
+            ResourceKind::Observation,
+            json!({"resourceType": "Observation", "status": "final",
+                   "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+                   "code": {"coding": [{"system": LOINC, "code": "8867-4", "display": "Heart rate"}]},
+                   "subject": {"reference": format!("Patient/{P}")}, "effectiveDateTime": "2024-03-05",
+                   "interpretation": [{"coding": [{"code": "H"}]}],
+                   "valueQuantity": {"value": 131.5, "unit": "/min", "system": UCUM, "code": "/min"}}),
+        )
+        .unwrap();
+        let ix = index(&parsed.resource, &links(&parsed.resource).unwrap());
+        let entry = ix.chart_result.expect("a chart entry");
+        assert_eq!(entry.patient_id, Uuid::parse_str(P).unwrap());
+        assert_eq!(
+            (entry.code.as_str(), entry.display.as_str(), entry.unit.as_str()),
+            ("8867-4", "Heart rate", "/min")
+        );
+        assert_eq!((entry.value, entry.flag.as_str(), entry.vital), (Some(131.5), "H", true));
+        // A date without a time sorts at the start of its day, as it searches.
+        assert_eq!(entry.effective.unwrap().to_rfc3339(), "2024-03-05T00:00:00+00:00");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, StatusCode, header};
 use kiorex_api::AppState;
+use kiorex_api::chart::Chart;
 use kiorex_api::auth::RequestId;
 use kiorex_api::error::ApiError;
 use kiorex_api::identity::local::{self, Credentials};
@@ -17,6 +18,7 @@ use kiorex_api::records::{self, Ctx};
 use kiorex_api::registration::{self, Registration};
 use kiorex_domain::observation::vital_sign;
 use kiorex_fhir::ResourceKind;
+use kiorex_store::chart::ChartResultRow;
 use kiorex_store::resources::Stored;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -457,7 +459,7 @@ pub async fn chart(
         }
     };
     match kiorex_api::chart::open(&state, &ctx, &patient).await {
-        Ok(all) => {
+        Ok(chart) => {
             let (user, now) = (live.principal.user_id, Utc::now());
             let glass = state
                 .store
@@ -467,7 +469,7 @@ pub async fn chart(
                 .flatten();
             let documents = crate::documents::list(&state, &ctx, id).await;
             let body = html! {
-                (chart_body(&live, &patient, &all, glass.map(|g| g.expires_at), all_results))
+                (chart_body(&live, &patient, &chart, glass.map(|g| g.expires_at), all_results))
                 (crate::documents::panel(&live, id, &documents))
             };
             html_page(page(
@@ -527,7 +529,7 @@ fn restricted(live: &Live, patient: &Stored, message: Option<Markup>) -> Markup 
     }
 }
 
-/// One observation's display: what, value, unit, when, flag.
+/// One result's display: what, value, unit, when, flag.
 struct Result_ {
     id: Uuid,
     loinc: String,
@@ -539,35 +541,29 @@ struct Result_ {
     vital: bool,
 }
 
-fn observation(id: Uuid, o: &Value) -> Result_ {
-    let coding = &o["code"]["coding"][0];
-    Result_ {
-        id,
-        loinc: text(&coding["code"]),
-        display: coding["display"]
-            .as_str()
-            .or(o["code"]["text"].as_str())
-            .unwrap_or("Observation")
-            .to_owned(),
-        value: o["valueQuantity"]["value"].as_f64(),
-        unit: text(&o["valueQuantity"]["unit"]),
-        at: o["effectiveDateTime"]
-            .as_str()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc)),
-        flag: text(&o["interpretation"][0]["coding"][0]["code"]),
-        vital: o["category"].to_string().contains("vital-signs"),
+impl From<&ChartResultRow> for Result_ {
+    fn from(r: &ChartResultRow) -> Self {
+        Result_ {
+            id: r.resource_id,
+            loinc: r.code.clone(),
+            display: r.display.clone(),
+            value: r.value,
+            unit: r.unit.clone(),
+            at: r.effective_at,
+            flag: r.flag.clone(),
+            vital: r.vital,
+        }
     }
 }
 
 fn chart_body(
     live: &Live,
     patient: &Stored,
-    all: &[Stored],
+    chart: &Chart,
     glass_until: Option<DateTime<Utc>>,
     all_results: bool,
 ) -> Markup {
-    let of = |t: &'static str| all.iter().filter(move |s| s.resource_type == t);
+    let of = |t: &'static str| chart.records.iter().filter(move |s| s.resource_type == t);
     let allergies: Vec<String> = of("AllergyIntolerance")
         .map(|a| concept(&a.content["code"]))
         .collect();
@@ -581,9 +577,7 @@ fn chart_body(
         .filter(|m| m.content["status"] == "active")
         .map(|m| concept(&m.content["medicationCodeableConcept"]))
         .collect();
-    let mut results: Vec<Result_> = of("Observation")
-        .map(|o| observation(o.id, &o.content))
-        .collect();
+    let mut results: Vec<Result_> = chart.results.iter().map(Result_::from).collect();
     results.sort_by_key(|r| std::cmp::Reverse(r.at));
     let encounters: Vec<&Stored> = of("Encounter").collect();
     let notes: Vec<&Stored> = of("ClinicalImpression").collect();

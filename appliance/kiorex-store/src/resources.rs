@@ -2,7 +2,8 @@
 //! search index entries and queues an outbox event, all in the caller's transaction.
 
 use crate::schema::{
-    outbox, resource, resource_version, search_date, search_reference, search_string, search_token,
+    chart_result, outbox, resource, resource_version, search_date, search_reference, search_string,
+    search_token,
 };
 use crate::{StoreError, StoreResult};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -26,6 +27,15 @@ pub struct Draft {
     pub id: Uuid,
     pub facility_id: Uuid,
     pub content: Value,
+    pub index: SearchIndex,
+}
+
+/// The index entries of one record, written in the same transaction as the record.
+#[derive(Debug, Clone)]
+pub struct RecordIndex<'a> {
+    pub id: Uuid,
+    pub resource_type: &'a str,
+    pub facility_id: Uuid,
     pub index: SearchIndex,
 }
 
@@ -97,7 +107,12 @@ pub fn create_many(
     let mut indexes = Vec::with_capacity(drafts.len());
     for mut draft in drafts {
         stamp(&mut draft.content, draft.id, 1, ctx.at);
-        indexes.push((draft.id, draft.resource_type, draft.index));
+        indexes.push(RecordIndex {
+            id: draft.id,
+            resource_type: draft.resource_type,
+            facility_id: draft.facility_id,
+            index: draft.index,
+        });
         stored.push(Stored {
             id: draft.id,
             resource_type: draft.resource_type.to_owned(),
@@ -336,7 +351,15 @@ fn finish_write(
     change: Change,
 ) -> StoreResult<Stored> {
     clear_index(conn, draft.id)?;
-    write_index(conn, &[(draft.id, draft.resource_type, draft.index)])?;
+    write_index(
+        conn,
+        &[RecordIndex {
+            id: draft.id,
+            resource_type: draft.resource_type,
+            facility_id: draft.facility_id,
+            index: draft.index,
+        }],
+    )?;
     let stored = Stored {
         id: draft.id,
         resource_type: draft.resource_type.to_owned(),
@@ -406,12 +429,9 @@ fn enqueue(conn: &mut PgConnection, stored: &[Stored], change: Change) -> StoreR
 
 /// Replaces the index entries of existing resources (`kiorex reindex`), in the caller's
 /// transaction: searches see the old entries until it commits, then the new ones.
-pub fn replace_index(
-    conn: &mut PgConnection,
-    indexes: &[(Uuid, &str, SearchIndex)],
-) -> StoreResult<()> {
-    for (id, _, _) in indexes {
-        clear_index(conn, *id)?;
+pub fn replace_index(conn: &mut PgConnection, indexes: &[RecordIndex<'_>]) -> StoreResult<()> {
+    for record in indexes {
+        clear_index(conn, record.id)?;
     }
     write_index(conn, indexes)
 }
@@ -422,14 +442,15 @@ fn clear_index(conn: &mut PgConnection, id: Uuid) -> StoreResult<()> {
     diesel::delete(search_date::table.filter(search_date::resource_id.eq(id))).execute(conn)?;
     diesel::delete(search_reference::table.filter(search_reference::resource_id.eq(id)))
         .execute(conn)?;
+    diesel::delete(chart_result::table.find(id)).execute(conn)?;
     Ok(())
 }
 
 /// Inserts the index entries of several resources, one statement per index table.
-fn write_index(conn: &mut PgConnection, indexes: &[(Uuid, &str, SearchIndex)]) -> StoreResult<()> {
+fn write_index(conn: &mut PgConnection, indexes: &[RecordIndex<'_>]) -> StoreResult<()> {
     let strings: Vec<_> = indexes
         .iter()
-        .flat_map(|(id, t, ix)| {
+        .flat_map(|RecordIndex { id, resource_type: t, index: ix, .. }| {
             ix.strings.iter().map(move |e| {
                 (
                     search_string::resource_id.eq(*id),
@@ -447,7 +468,7 @@ fn write_index(conn: &mut PgConnection, indexes: &[(Uuid, &str, SearchIndex)]) -
     }
     let tokens: Vec<_> = indexes
         .iter()
-        .flat_map(|(id, t, ix)| {
+        .flat_map(|RecordIndex { id, resource_type: t, index: ix, .. }| {
             ix.tokens.iter().map(move |e| {
                 (
                     search_token::resource_id.eq(*id),
@@ -466,7 +487,7 @@ fn write_index(conn: &mut PgConnection, indexes: &[(Uuid, &str, SearchIndex)]) -
     }
     let dates: Vec<_> = indexes
         .iter()
-        .flat_map(|(id, t, ix)| {
+        .flat_map(|RecordIndex { id, resource_type: t, index: ix, .. }| {
             ix.dates.iter().map(move |e| {
                 (
                     search_date::resource_id.eq(*id),
@@ -485,7 +506,7 @@ fn write_index(conn: &mut PgConnection, indexes: &[(Uuid, &str, SearchIndex)]) -
     }
     let references: Vec<_> = indexes
         .iter()
-        .flat_map(|(id, t, ix)| {
+        .flat_map(|RecordIndex { id, resource_type: t, index: ix, .. }| {
             ix.references.iter().map(move |e| {
                 (
                     search_reference::resource_id.eq(*id),
@@ -499,6 +520,33 @@ fn write_index(conn: &mut PgConnection, indexes: &[(Uuid, &str, SearchIndex)]) -
         .collect();
     for chunk in references.chunks(ROWS_PER_STATEMENT) {
         diesel::insert_into(search_reference::table)
+            .values(chunk)
+            .execute(conn)?;
+    }
+    write_chart_results(conn, indexes)
+}
+
+fn write_chart_results(conn: &mut PgConnection, indexes: &[RecordIndex<'_>]) -> StoreResult<()> {
+    let rows: Vec<_> = indexes
+        .iter()
+        .filter_map(|record| {
+            let c = record.index.chart_result.as_ref()?;
+            Some((
+                chart_result::resource_id.eq(record.id),
+                chart_result::patient_id.eq(c.patient_id),
+                chart_result::facility_id.eq(record.facility_id),
+                chart_result::code.eq(&c.code),
+                chart_result::display.eq(&c.display),
+                chart_result::value.eq(c.value),
+                chart_result::unit.eq(&c.unit),
+                chart_result::effective_at.eq(c.effective),
+                chart_result::flag.eq(&c.flag),
+                chart_result::vital.eq(c.vital),
+            ))
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        diesel::insert_into(chart_result::table)
             .values(chunk)
             .execute(conn)?;
     }

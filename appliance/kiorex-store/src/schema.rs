@@ -76,6 +76,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    chart_result (resource_id) {
+        resource_id -> Uuid,
+        patient_id -> Uuid,
+        facility_id -> Uuid,
+        code -> Text,
+        display -> Text,
+        value -> Nullable<Float8>,
+        unit -> Text,
+        effective_at -> Nullable<Timestamptz>,
+        flag -> Text,
+        vital -> Bool,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Int8,
         facility_id -> Uuid,
@@ -173,6 +188,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     search_token,
     search_date,
     search_reference,
+    chart_result,
     role_grant,
     user_account,
 );

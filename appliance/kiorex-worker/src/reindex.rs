@@ -226,7 +226,12 @@ async fn rewrite_rows(store: &Store, records: Vec<Stored>) -> Result<(u64, u64),
             Some(kiorex_fhir::extract::index(&p.resource, &links))
         });
         match index {
-            Some(index) => entries.push((record.id, kind.name(), index)),
+            Some(index) => entries.push(resources::RecordIndex {
+                id: record.id,
+                resource_type: kind.name(),
+                facility_id: record.facility_id,
+                index,
+            }),
             None => {
                 tracing::warn!(id = %record.id, resource_type = kind.name(),
                     "a stored record is no longer valid; its index rows are left as they are");

@@ -4,6 +4,7 @@ mod access;
 mod audit;
 mod bad_input;
 mod bundles;
+mod chart;
 mod duplicates;
 mod fhir_crud;
 mod search;
