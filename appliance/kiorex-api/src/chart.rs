@@ -50,7 +50,8 @@ pub async fn open(state: &AppState, ctx: &Ctx, patient: &Stored) -> Result<Chart
         records: records
             .into_iter()
             .filter(|s| {
-                ResourceKind::from_name(&s.resource_type).is_some_and(|k| may_read(k, s.facility_id))
+                ResourceKind::from_name(&s.resource_type)
+                    .is_some_and(|k| may_read(k, s.facility_id))
             })
             .collect(),
         results: results

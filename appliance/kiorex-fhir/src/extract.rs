@@ -778,12 +778,22 @@ mod tests {
         let entry = ix.chart_result.expect("a chart entry");
         assert_eq!(entry.patient_id, Uuid::parse_str(P).unwrap());
         assert_eq!(
-            (entry.code.as_str(), entry.display.as_str(), entry.unit.as_str()),
+            (
+                entry.code.as_str(),
+                entry.display.as_str(),
+                entry.unit.as_str()
+            ),
             ("8867-4", "Heart rate", "/min")
         );
-        assert_eq!((entry.value, entry.flag.as_str(), entry.vital), (Some(131.5), "H", true));
+        assert_eq!(
+            (entry.value, entry.flag.as_str(), entry.vital),
+            (Some(131.5), "H", true)
+        );
         // A date without a time sorts at the start of its day, as it searches.
-        assert_eq!(entry.effective.unwrap().to_rfc3339(), "2024-03-05T00:00:00+00:00");
+        assert_eq!(
+            entry.effective.unwrap().to_rfc3339(),
+            "2024-03-05T00:00:00+00:00"
+        );
     }
 
     #[test]

@@ -151,12 +151,24 @@ fn build(query: &FrontDeskQuery, facilities: &[Uuid], limit: usize, pass: Pass) 
     if let Some(day) = query.birth_date {
         exact.push(date_ids(&mut sql, day));
     }
+    let mut with = String::new();
     let (from, score) = if !query.names.is_empty() {
-        let terms: Vec<String> = query
-            .names
-            .iter()
-            .map(|t| name_term(&mut sql, t, pass, exact.first().map(String::as_str)))
-            .collect();
+        // The longest fragment drives: the others are matched among its patients only. Every
+        // fragment must match anyway, and a fragment of one or two letters ("okafor n") would
+        // otherwise read every name word starting with them.
+        let mut names: Vec<&String> = query.names.iter().collect();
+        names.sort_by_key(|t| std::cmp::Reverse(t.chars().count()));
+        let driving = name_term(&mut sql, names[0], pass, exact.first().map(String::as_str));
+        with = format!("WITH driving AS MATERIALIZED ({driving}) ");
+        let mut terms = vec!["SELECT resource_id, best FROM driving".to_owned()];
+        for t in &names[1..] {
+            terms.push(name_term(
+                &mut sql,
+                t,
+                pass,
+                Some("SELECT resource_id FROM driving"),
+            ));
+        }
         let needed = sql.bind(Bind::Int(terms.len() as i64));
         let from = format!(
             "(SELECT resource_id, sum(best) AS score FROM ({}) per_term \
@@ -182,7 +194,7 @@ fn build(query: &FrontDeskQuery, facilities: &[Uuid], limit: usize, pass: Pass) 
     filters.extend(exact.iter().map(|ids| format!("r.id IN ({ids})")));
     let limit = sql.bind(Bind::Int(limit as i64));
     sql.text = format!(
-        "SELECT r.id AS patient_id, r.facility_id, ({score})::float8 AS score FROM {from} \
+        "{with}SELECT r.id AS patient_id, r.facility_id, ({score})::float8 AS score FROM {from} \
          WHERE {} ORDER BY score DESC, r.id LIMIT {limit}",
         filters.join(" AND ")
     );
@@ -343,6 +355,21 @@ mod tests {
             sql.text
                 .contains("AND s.resource_id = ANY(ARRAY(SELECT t.resource_id"),
             "names are matched among the identifier's patients"
+        );
+        assert!(
+            sql.text.starts_with("WITH driving AS MATERIALIZED ("),
+            "one name drives: {}",
+            sql.text
+        );
+        let first_name = sql.binds.iter().find(|b| matches!(b, Bind::Text(_)));
+        assert!(
+            matches!(first_name, Some(Bind::Text(t)) if t == "ngozi"),
+            "the longer name drives"
+        );
+        assert!(
+            sql.text
+                .contains("AND s.resource_id = ANY(ARRAY(SELECT resource_id FROM driving))"),
+            "the shorter name is matched among the longer one's patients"
         );
         assert_eq!(sql.binds.len(), 11);
         let prefix = build(&query, &[Uuid::nil()], 10, Pass::Prefix);

@@ -450,16 +450,23 @@ fn clear_index(conn: &mut PgConnection, id: Uuid) -> StoreResult<()> {
 fn write_index(conn: &mut PgConnection, indexes: &[RecordIndex<'_>]) -> StoreResult<()> {
     let strings: Vec<_> = indexes
         .iter()
-        .flat_map(|RecordIndex { id, resource_type: t, index: ix, .. }| {
-            ix.strings.iter().map(move |e| {
-                (
-                    search_string::resource_id.eq(*id),
-                    search_string::resource_type.eq(*t),
-                    search_string::param.eq(e.param),
-                    search_string::value.eq(&e.value),
-                )
-            })
-        })
+        .flat_map(
+            |RecordIndex {
+                 id,
+                 resource_type: t,
+                 index: ix,
+                 ..
+             }| {
+                ix.strings.iter().map(move |e| {
+                    (
+                        search_string::resource_id.eq(*id),
+                        search_string::resource_type.eq(*t),
+                        search_string::param.eq(e.param),
+                        search_string::value.eq(&e.value),
+                    )
+                })
+            },
+        )
         .collect();
     for chunk in strings.chunks(ROWS_PER_STATEMENT) {
         diesel::insert_into(search_string::table)
@@ -468,17 +475,24 @@ fn write_index(conn: &mut PgConnection, indexes: &[RecordIndex<'_>]) -> StoreRes
     }
     let tokens: Vec<_> = indexes
         .iter()
-        .flat_map(|RecordIndex { id, resource_type: t, index: ix, .. }| {
-            ix.tokens.iter().map(move |e| {
-                (
-                    search_token::resource_id.eq(*id),
-                    search_token::resource_type.eq(*t),
-                    search_token::param.eq(e.param),
-                    search_token::system.eq(&e.system),
-                    search_token::code.eq(&e.code),
-                )
-            })
-        })
+        .flat_map(
+            |RecordIndex {
+                 id,
+                 resource_type: t,
+                 index: ix,
+                 ..
+             }| {
+                ix.tokens.iter().map(move |e| {
+                    (
+                        search_token::resource_id.eq(*id),
+                        search_token::resource_type.eq(*t),
+                        search_token::param.eq(e.param),
+                        search_token::system.eq(&e.system),
+                        search_token::code.eq(&e.code),
+                    )
+                })
+            },
+        )
         .collect();
     for chunk in tokens.chunks(ROWS_PER_STATEMENT) {
         diesel::insert_into(search_token::table)
@@ -487,17 +501,24 @@ fn write_index(conn: &mut PgConnection, indexes: &[RecordIndex<'_>]) -> StoreRes
     }
     let dates: Vec<_> = indexes
         .iter()
-        .flat_map(|RecordIndex { id, resource_type: t, index: ix, .. }| {
-            ix.dates.iter().map(move |e| {
-                (
-                    search_date::resource_id.eq(*id),
-                    search_date::resource_type.eq(*t),
-                    search_date::param.eq(e.param),
-                    search_date::low.eq(e.low),
-                    search_date::high.eq(e.high),
-                )
-            })
-        })
+        .flat_map(
+            |RecordIndex {
+                 id,
+                 resource_type: t,
+                 index: ix,
+                 ..
+             }| {
+                ix.dates.iter().map(move |e| {
+                    (
+                        search_date::resource_id.eq(*id),
+                        search_date::resource_type.eq(*t),
+                        search_date::param.eq(e.param),
+                        search_date::low.eq(e.low),
+                        search_date::high.eq(e.high),
+                    )
+                })
+            },
+        )
         .collect();
     for chunk in dates.chunks(ROWS_PER_STATEMENT) {
         diesel::insert_into(search_date::table)
@@ -506,17 +527,24 @@ fn write_index(conn: &mut PgConnection, indexes: &[RecordIndex<'_>]) -> StoreRes
     }
     let references: Vec<_> = indexes
         .iter()
-        .flat_map(|RecordIndex { id, resource_type: t, index: ix, .. }| {
-            ix.references.iter().map(move |e| {
-                (
-                    search_reference::resource_id.eq(*id),
-                    search_reference::resource_type.eq(*t),
-                    search_reference::param.eq(e.param),
-                    search_reference::target_type.eq(&e.target_type),
-                    search_reference::target_id.eq(e.target_id),
-                )
-            })
-        })
+        .flat_map(
+            |RecordIndex {
+                 id,
+                 resource_type: t,
+                 index: ix,
+                 ..
+             }| {
+                ix.references.iter().map(move |e| {
+                    (
+                        search_reference::resource_id.eq(*id),
+                        search_reference::resource_type.eq(*t),
+                        search_reference::param.eq(e.param),
+                        search_reference::target_type.eq(&e.target_type),
+                        search_reference::target_id.eq(e.target_id),
+                    )
+                })
+            },
+        )
         .collect();
     for chunk in references.chunks(ROWS_PER_STATEMENT) {
         diesel::insert_into(search_reference::table)

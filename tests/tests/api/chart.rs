@@ -8,8 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 /// The migration that created the table; its last statement fills it from stored observations.
-const MIGRATION: &str =
-    include_str!("../../../appliance/kiorex-store/migrations/2026-11-23-000800_chart_result/up.sql");
+const MIGRATION: &str = include_str!(
+    "../../../appliance/kiorex-store/migrations/2026-11-23-000800_chart_result/up.sql"
+);
 
 #[derive(Debug, PartialEq, QueryableByName)]
 struct Row {
@@ -73,17 +74,30 @@ async fn chart_results_follow_each_write_and_the_migration_fills_them_the_same_w
     assert_eq!(written.len(), 3, "{written:?}");
     let fast_row = written.iter().find(|r| r.id == fast).unwrap();
     assert_eq!(
-        (fast_row.code.as_str(), fast_row.display.as_str(), fast_row.value),
+        (
+            fast_row.code.as_str(),
+            fast_row.display.as_str(),
+            fast_row.value
+        ),
         ("8867-4", "Heart rate", Some(131.0))
     );
     assert_eq!(
-        (fast_row.unit.as_str(), fast_row.flag.as_str(), fast_row.vital),
+        (
+            fast_row.unit.as_str(),
+            fast_row.flag.as_str(),
+            fast_row.vital
+        ),
         ("/min", "H", true),
         "the server's interpretation of a fast pulse is what the chart flags"
     );
     let note_row = written.iter().find(|r| r.id == note).unwrap();
     assert_eq!(
-        (note_row.display.as_str(), note_row.value, note_row.effective_at, note_row.vital),
+        (
+            note_row.display.as_str(),
+            note_row.value,
+            note_row.effective_at,
+            note_row.vital
+        ),
         ("Smoking status", None, None, false)
     );
 
