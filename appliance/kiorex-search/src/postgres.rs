@@ -60,11 +60,20 @@ enum Pass {
     Typos,
 }
 
+/// Which patients a name fragment is matched among.
+#[derive(Debug, Clone, Copy)]
+enum Among<'a> {
+    Everyone,
+    /// A `SELECT resource_id` of the few patients an exact criterion (a birth date, an
+    /// identifier) allows.
+    Exactly(&'a str),
+    /// The patients of the driving fragment (the `driving` table of the statement).
+    Driving,
+}
+
 /// One name fragment's best match per patient: exact word 1, prefix 0.8, else (typo pass) the
 /// trigram similarity of a similar word (at least pg_trgm's threshold, 0.3 by default).
-/// `among`, when given, is a `SELECT resource_id` of the few patients an exact criterion (a birth
-/// date, an identifier) allows: the name is then matched among them only.
-fn name_term(sql: &mut Sql, term: &str, pass: Pass, among: Option<&str>) -> String {
+fn name_term(sql: &mut Sql, term: &str, pass: Pass, among: Among<'_>) -> String {
     let exact = sql.bind(Bind::Text(term.to_owned()));
     let prefix = sql.bind(Bind::Text(format!("{}%", like_escape(term))));
     let (otherwise, matches) = match pass {
@@ -82,12 +91,16 @@ fn name_term(sql: &mut Sql, term: &str, pass: Pass, among: Option<&str>) -> Stri
             ),
         ),
     };
-    let among = among
-        .map(|ids| format!(" AND s.resource_id = ANY(ARRAY({ids}))"))
-        .unwrap_or_default();
+    let (join, among) = match among {
+        Among::Everyone => ("", String::new()),
+        Among::Exactly(ids) => ("", format!(" AND s.resource_id = ANY(ARRAY({ids}))")),
+        // A join, not `= ANY(ARRAY(...))`: the driving fragment may match thousands of
+        // patients, and an array is searched element by element for every row.
+        Among::Driving => (" JOIN driving USING (resource_id)", String::new()),
+    };
     format!(
         "SELECT s.resource_id, max(CASE WHEN s.value = {exact} THEN 1.0 ELSE {otherwise} END)::float8 AS best \
-         FROM search_string s \
+         FROM search_string s{join} \
          WHERE s.resource_type = 'Patient' AND s.param = 'name' AND {matches}{among} \
          GROUP BY s.resource_id"
     )
@@ -158,16 +171,14 @@ fn build(query: &FrontDeskQuery, facilities: &[Uuid], limit: usize, pass: Pass) 
         // otherwise read every name word starting with them.
         let mut names: Vec<&String> = query.names.iter().collect();
         names.sort_by_key(|t| std::cmp::Reverse(t.chars().count()));
-        let driving = name_term(&mut sql, names[0], pass, exact.first().map(String::as_str));
+        let among = exact
+            .first()
+            .map_or(Among::Everyone, |ids| Among::Exactly(ids));
+        let driving = name_term(&mut sql, names[0], pass, among);
         with = format!("WITH driving AS MATERIALIZED ({driving}) ");
         let mut terms = vec!["SELECT resource_id, best FROM driving".to_owned()];
         for t in &names[1..] {
-            terms.push(name_term(
-                &mut sql,
-                t,
-                pass,
-                Some("SELECT resource_id FROM driving"),
-            ));
+            terms.push(name_term(&mut sql, t, pass, Among::Driving));
         }
         let needed = sql.bind(Bind::Int(terms.len() as i64));
         let from = format!(
@@ -368,7 +379,7 @@ mod tests {
         );
         assert!(
             sql.text
-                .contains("AND s.resource_id = ANY(ARRAY(SELECT resource_id FROM driving))"),
+                .contains("FROM search_string s JOIN driving USING (resource_id)"),
             "the shorter name is matched among the longer one's patients"
         );
         assert_eq!(sql.binds.len(), 11);
