@@ -2,7 +2,7 @@
 //! that created them fills them from stored observations exactly as the write path does.
 
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Float8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Bool, Float8, Nullable, Text, Timestamptz};
 use kiorex_testkit::{TestApp, User};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
