@@ -8,6 +8,7 @@ use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use kiorex_api::AppState;
 use kiorex_api::terminology::ConceptHits;
+use kiorex_store::terminology::Typed;
 use maud::{Markup, html};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -24,9 +25,10 @@ pub async fn options(
     Staff(_live): Staff,
     Query(q): Query<PickerQuery>,
 ) -> Response {
-    if q.q.trim().chars().count() < 2 {
+    if !worth_searching(&q.q) {
         return Html(
-            html! { p.muted { "Type at least two characters of a code or a word." } }.into_string(),
+            html! { p.muted { "Type at least two characters of a code (E1) or three letters of a word." } }
+                .into_string(),
         )
         .into_response();
     }
@@ -35,6 +37,18 @@ pub async fn options(
         Err(e) => html! { p.banner.error role="alert" { (e.title) } },
     };
     Html(markup.into_string()).into_response()
+}
+
+/// Whether what is in the box is worth a search yet: the start of a code from two characters
+/// (E1), words once one of them has three letters. One or two letters of a word appear in most
+/// of the 98,000 descriptions and cannot use the trigram index, so such a keystroke cost
+/// 100–150 ms and showed nothing useful.
+fn worth_searching(typed: &str) -> bool {
+    match kiorex_store::terminology::parse_typed(typed) {
+        Some(Typed::CodePrefix(code)) => code.chars().count() >= 2,
+        Some(Typed::Words(words)) => words.iter().any(|w| w.chars().count() >= 3),
+        None => false,
+    }
 }
 
 fn list(hits: &ConceptHits) -> Markup {
@@ -73,5 +87,24 @@ pub fn diagnosis_form(csrf: &str, patient: Uuid) -> Markup {
             div #dx-options aria-live="polite" {}
             p { button type="submit" { "Add diagnosis" } }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worth_searching;
+
+    #[test]
+    fn codes_search_from_two_characters_and_words_from_three_letters() {
+        assert!(worth_searching("E1"));
+        assert!(worth_searching("e11.9"));
+        assert!(!worth_searching("E"));
+        assert!(!worth_searching("ty"));
+        assert!(worth_searching("typ"));
+        assert!(
+            worth_searching("type 2"),
+            "a short word beside a longer one"
+        );
+        assert!(!worth_searching("  "));
     }
 }
