@@ -75,9 +75,15 @@ pub struct EdgeArgs {
     /// Password of that user (prefer the environment variable)
     #[arg(long, env = "KIOREX_BENCH_PASSWORD", hide_env_values = true)]
     pub password: String,
-    /// Simultaneous clients
+    /// Simultaneous clients (closed loop: each sends its next request when the last is
+    /// answered). With --rate, the most requests in flight at once
     #[arg(long, default_value_t = 16, value_parser = at_least_one())]
     pub concurrency: usize,
+    /// Open loop: send this many requests per second whatever the answers, and time each from
+    /// when it was due (so a stalled server is not hidden by fewer requests). Measures the
+    /// latency added at a given load rather than the most a saturated machine can serve
+    #[arg(long)]
+    pub rate: Option<u32>,
     /// How long each path is measured
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub duration: Duration,

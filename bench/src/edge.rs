@@ -54,13 +54,19 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     let mut results = Vec::new();
     for (target, base, http) in [("core", &core, &plain), ("edge -> core", &edge, &tls)] {
         let url = format!("{base}{path}");
-        measure(http, &url, &token, args.concurrency, args.warmup).await?;
+        let load = Load {
+            http,
+            url: &url,
+            token: &token,
+            concurrency: args.concurrency,
+        };
+        load.measure(args.rate, args.warmup).await?;
         results.push(Measured {
             target,
-            ..measure(http, &url, &token, args.concurrency, args.duration).await?
+            ..load.measure(args.rate, args.duration).await?
         });
     }
-    print(&results, args.output, args.concurrency, args.duration);
+    print(&results, &args);
     Ok(())
 }
 
@@ -130,62 +136,168 @@ async fn create_patient(http: &reqwest::Client, core: &str, token: &str) -> Resu
         .context("no id in the created patient")
 }
 
-async fn measure(
-    http: &reqwest::Client,
-    url: &str,
-    token: &str,
+/// The same read, sent to one path.
+struct Load<'a> {
+    http: &'a reqwest::Client,
+    url: &'a str,
+    token: &'a str,
     concurrency: usize,
-    duration: Duration,
-) -> Result<Measured> {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let url: Arc<str> = url.into();
-    let token: Arc<str> = token.into();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (http, url, token) = (http.clone(), url.clone(), token.clone());
-            tokio::spawn(async move {
-                let mut latency =
-                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
-                let (mut requests, mut errors) = (0u64, 0u64);
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
-                    let ok = match http.get(&*url).bearer_auth(&*token).send().await {
-                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                        _ => false,
-                    };
-                    if ok {
-                        requests += 1;
-                        let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
-                    } else {
-                        errors += 1;
-                    }
-                }
-                (requests, errors, latency)
-            })
-        })
-        .collect();
-    let mut total = Measured {
-        target: "",
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
-    };
-    for worker in workers {
-        let (requests, errors, latency) = worker.await?;
-        total.requests += requests;
-        total.errors += errors;
-        total
-            .latency
-            .add(&latency)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    }
-    total.elapsed = started.elapsed();
-    Ok(total)
 }
 
-fn print(results: &[Measured], output: Output, concurrency: usize, duration: Duration) {
+impl Load<'_> {
+    async fn measure(&self, rate: Option<u32>, duration: Duration) -> Result<Measured> {
+        match rate {
+            Some(rate) => self.open_loop(rate, duration).await,
+            None => self.closed_loop(duration).await,
+        }
+    }
+
+    /// `concurrency` clients, each sending its next request when the last is answered.
+    async fn closed_loop(&self, duration: Duration) -> Result<Measured> {
+        let started = Instant::now();
+        let deadline = started + duration;
+        let workers: Vec<_> = (0..self.concurrency)
+            .map(|_| {
+                let read = self.read();
+                tokio::spawn(async move {
+                    let mut tally = Tally::new();
+                    while Instant::now() < deadline {
+                        let sent = Instant::now();
+                        tally.add(read.send().await, sent);
+                    }
+                    tally
+                })
+            })
+            .collect();
+        let mut total = Tally::new();
+        for worker in workers {
+            total.merge(worker.await?)?;
+        }
+        Ok(total.measured(started.elapsed()))
+    }
+
+    /// `rate` requests per second, each timed from when it was due. A request that finds
+    /// `concurrency` others still in flight waits for one of them, and its wait counts.
+    async fn open_loop(&self, rate: u32, duration: Duration) -> Result<Measured> {
+        ensure!(rate > 0, "--rate must be at least 1");
+        let interval = Duration::from_secs(1) / rate;
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
+        let started = Instant::now();
+        let total = Arc::new(std::sync::Mutex::new(Tally::new()));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut due = started;
+        while due < started + duration {
+            tokio::time::sleep_until(due.into()).await;
+            let permit = in_flight.clone().acquire_owned().await?;
+            let (read, total) = (self.read(), total.clone());
+            let sent = due;
+            tasks.spawn(async move {
+                let outcome = read.send().await;
+                drop(permit);
+                if let Ok(mut t) = total.lock() {
+                    t.add(outcome, sent);
+                }
+            });
+            due += interval;
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+        let elapsed = started.elapsed();
+        let tally = std::mem::replace(
+            &mut *total
+                .lock()
+                .map_err(|_| anyhow::anyhow!("a request task panicked"))?,
+            Tally::new(),
+        );
+        Ok(tally.measured(elapsed))
+    }
+
+    fn read(&self) -> Read {
+        Read {
+            http: self.http.clone(),
+            url: self.url.into(),
+            token: self.token.into(),
+        }
+    }
+}
+
+/// One GET of the patient, owned by the task that sends it.
+struct Read {
+    http: reqwest::Client,
+    url: Arc<str>,
+    token: Arc<str>,
+}
+
+impl Read {
+    /// Whether the read succeeded, body included.
+    async fn send(&self) -> bool {
+        match self
+            .http
+            .get(&*self.url)
+            .bearer_auth(&*self.token)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+            _ => false,
+        }
+    }
+}
+
+/// Answers counted so far on one path.
+struct Tally {
+    requests: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            requests: 0,
+            errors: 0,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+        }
+    }
+
+    fn add(&mut self, ok: bool, since: Instant) {
+        if ok {
+            self.requests += 1;
+            let _ = self
+                .latency
+                .record(since.elapsed().as_micros().max(1) as u64);
+        } else {
+            self.errors += 1;
+        }
+    }
+
+    fn merge(&mut self, other: Tally) -> Result<()> {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.latency
+            .add(&other.latency)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
+    }
+
+    fn measured(self, elapsed: Duration) -> Measured {
+        Measured {
+            target: "",
+            requests: self.requests,
+            errors: self.errors,
+            elapsed,
+            latency: self.latency,
+        }
+    }
+}
+
+fn print(results: &[Measured], args: &EdgeArgs) {
+    let (output, concurrency, duration) = (args.output, args.concurrency, args.duration);
+    let load = match args.rate {
+        Some(rate) => {
+            format!("{rate} requests/s offered (open loop, at most {concurrency} in flight)")
+        }
+        None => format!("{concurrency} clients"),
+    };
     let (direct, edge) = (&results[0], &results[1]);
     let kept = edge.per_second() / direct.per_second() * 100.0;
     let added_p99 = edge.quantile_ms(0.99) - direct.quantile_ms(0.99);
@@ -198,7 +310,7 @@ fn print(results: &[Measured], output: Output, concurrency: usize, duration: Dur
                 .collect();
             println!(
                 "{}",
-                json!({"concurrency": concurrency, "duration_s": duration.as_secs_f64(),
+                json!({"concurrency": concurrency, "rate": args.rate, "duration_s": duration.as_secs_f64(),
                 "results": rows, "throughput_kept_percent": kept, "p99_added_ms": added_p99,
                 "command": crate::report::command_line()})
             );
@@ -206,7 +318,7 @@ fn print(results: &[Measured], output: Output, concurrency: usize, duration: Dur
         Output::Text => {
             crate::report::print_preamble();
             println!(
-                "FHIR read (GET /fhir/Patient/{{id}}), {concurrency} clients, {} each\n",
+                "FHIR read (GET /fhir/Patient/{{id}}), {load}, {} each\n",
                 crate::report::human(duration)
             );
             println!("| path | requests/s | p50 | p99 | errors |\n|---|---:|---:|---:|---:|");
