@@ -2,6 +2,7 @@
 //! disk without a restart.
 
 use super::*;
+use kiorex_testkit::wait_until;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -84,16 +85,6 @@ fn stapled(stack: &EdgeStack) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Result<(), String> {
-    for _ in 0..100 {
-        if check() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("{what} did not happen within 10 s"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_current_good_ocsp_response_is_stapled_and_a_revoked_one_is_not() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,20 +102,22 @@ async fn a_current_good_ocsp_response_is_stapled_and_a_revoked_one_is_not() {
     assert!(stapled(&stack).contains("OCSP response: no response sent"));
 
     ocsp_response(&stack.public, &stack.public_cert.cert, false, &response);
-    eventually("stapling the good response", || {
+    let stapling = wait_until(Duration::from_secs(10), || {
         let out = stapled(&stack);
         out.contains("OCSP Response Status: successful") && out.contains("Cert Status: good")
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}:\n{}", stapled(&stack)));
+    });
+    assert!(
+        stapling,
+        "the good response was not stapled:\n{}",
+        stapled(&stack)
+    );
 
     // A revoked answer must never be stapled: the edge drops it and logs why.
     ocsp_response(&stack.public, &stack.public_cert.cert, true, &response);
-    eventually("dropping the revoked response", || {
+    let dropped = wait_until(Duration::from_secs(10), || {
         stapled(&stack).contains("OCSP response: no response sent")
-    })
-    .await
-    .unwrap();
+    });
+    assert!(dropped, "the revoked response was not dropped");
     let log = std::fs::read_to_string(&stack.edge.log).unwrap();
     assert!(log.contains("revoked"), "{log}");
 }
@@ -185,9 +178,10 @@ async fn the_edges_client_certificate_is_renewed_without_a_restart() {
     );
     replace(&stack.edge_client.key, &expired.key_pem);
     replace(&stack.edge_client.cert, &expired.cert_pem);
-    eventually("taking up the new file", || client_reloads(&stack) >= 1)
-        .await
-        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || client_reloads(&stack) >= 1),
+        "the edge did not take up the new file"
+    );
     answered_of(&stack, 16).await;
     let refusals = || {
         std::fs::read_to_string(&stack.core.log)
@@ -196,14 +190,11 @@ async fn the_edges_client_certificate_is_renewed_without_a_restart() {
             .filter(|l| l.contains("refused a TLS handshake") && l.contains("certificate expired"))
             .count()
     };
-    eventually("core refusing the expired certificate", || refusals() > 0)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "{e}: {}",
-                std::fs::read_to_string(&stack.core.log).unwrap_or_default()
-            )
-        });
+    assert!(
+        wait_until(Duration::from_secs(10), || refusals() > 0),
+        "core did not refuse the expired certificate: {}",
+        std::fs::read_to_string(&stack.core.log).unwrap_or_default()
+    );
 
     // IT drops the renewed certificate in place: every new connection is accepted again.
     let renewed = stack.internal.client(
@@ -212,9 +203,10 @@ async fn the_edges_client_certificate_is_renewed_without_a_restart() {
     );
     replace(&stack.edge_client.key, &renewed.key_pem);
     replace(&stack.edge_client.cert, &renewed.cert_pem);
-    eventually("taking up the renewed file", || client_reloads(&stack) >= 2)
-        .await
-        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || client_reloads(&stack) >= 2),
+        "the edge did not take up the renewed file"
+    );
     let refused_before = refusals();
     assert_eq!(answered_of(&stack, 16).await, 16);
     assert_eq!(
