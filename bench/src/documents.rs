@@ -59,7 +59,12 @@ async fn measure(api: &Api, patient: &str, size_mb: u64, count: usize) -> Result
     for i in 0..count {
         let bytes = payload(size, i as u64 + size_mb * 1000);
         let started = Instant::now();
-        let id = upload_one(api, patient, bytes).await?;
+        let scan = Upload {
+            category: "benchmark",
+            title: None,
+            file_name: "scan.pdf",
+        };
+        let id = upload_one(api, patient, scan, bytes).await?;
         upload.record(micros(started.elapsed()))?;
         let started = Instant::now();
         let received = download_one(api, &id).await?;
@@ -77,13 +82,21 @@ fn micros(d: Duration) -> u64 {
     d.as_micros().max(1) as u64
 }
 
-async fn upload_one(api: &Api, patient: &str, bytes: Vec<u8>) -> Result<String> {
-    let form = reqwest::multipart::Form::new()
-        .text("category", "benchmark")
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes).file_name("scan.pdf"),
-        );
+/// Uploads one file to a patient's record; returns the document's id.
+pub(crate) async fn upload_one(
+    api: &Api,
+    patient: &str,
+    file: Upload<'_>,
+    bytes: Vec<u8>,
+) -> Result<String> {
+    let mut form = reqwest::multipart::Form::new().text("category", file.category.to_owned());
+    if let Some(title) = file.title {
+        form = form.text("title", title.to_owned());
+    }
+    let form = form.part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name(file.file_name.to_owned()),
+    );
     let response = api
         .http()
         .post(format!(
@@ -98,11 +111,18 @@ async fn upload_one(api: &Api, patient: &str, bytes: Vec<u8>) -> Result<String> 
     let text = response.text().await?;
     ensure!(
         status.is_success(),
-        "upload answered HTTP {status}: {}",
+        "upload answered HTTP {status}: {} (documents need [objects] configured on the server)",
         snippet(&text)
     );
     let body: serde_json::Value = serde_json::from_str(&text)?;
     Ok(body["id"].as_str().context("document id")?.to_owned())
+}
+
+/// How an uploaded file is filed.
+pub(crate) struct Upload<'a> {
+    pub category: &'a str,
+    pub title: Option<&'a str>,
+    pub file_name: &'a str,
 }
 
 async fn download_one(api: &Api, id: &str) -> Result<usize> {

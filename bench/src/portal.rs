@@ -18,8 +18,9 @@ use hdrhistogram::Histogram;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
 
-use crate::api::{Api, Call, snippet};
+use crate::api::{Api, Call};
 use crate::cli::{Output, PortalArgs};
+use crate::documents::{Upload, upload_one};
 
 /// Vital signs in turn: LOINC, display, UCUM unit, a typical value and its spread.
 const VITALS: [(&str, &str, &str, f64, f64); 7] = [
@@ -253,31 +254,15 @@ async fn transaction(api: &Api, kind: &str, resources: &[Value]) -> Result<Vec<S
 /// One small PDF, as a referral letter would be.
 async fn upload(api: &Api, patient: &str, i: usize) -> Result<()> {
     let pdf = format!("%PDF-1.4\n% referral letter {i}\n").into_bytes();
-    let form = reqwest::multipart::Form::new()
-        .text("category", "correspondence")
-        .text("title", format!("Referral letter {i}"))
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(pdf).file_name("letter.pdf"),
-        );
-    let response = api
-        .http()
-        .post(format!(
-            "{}/api/v1/patients/{patient}/documents",
-            api.base()
-        ))
-        .bearer_auth(api.bearer().await?)
-        .multipart(form)
-        .send()
-        .await?;
-    let status = response.status();
-    let text = response.text().await?;
-    ensure!(
-        status.is_success(),
-        "document upload answered HTTP {status}: {} (documents need [objects] configured; \
-         use --documents 0 otherwise)",
-        snippet(&text)
-    );
+    let title = format!("Referral letter {i}");
+    let letter = Upload {
+        category: "correspondence",
+        title: Some(&title),
+        file_name: "letter.pdf",
+    };
+    upload_one(api, patient, letter, pdf)
+        .await
+        .context("use --documents 0 on a server without documents")?;
     Ok(())
 }
 
