@@ -529,33 +529,6 @@ fn restricted(live: &Live, patient: &Stored, message: Option<Markup>) -> Markup 
     }
 }
 
-/// One result's display: what, value, unit, when, flag.
-struct Result_ {
-    id: Uuid,
-    loinc: String,
-    display: String,
-    value: Option<f64>,
-    unit: String,
-    at: Option<DateTime<Utc>>,
-    flag: String,
-    vital: bool,
-}
-
-impl From<&ChartResultRow> for Result_ {
-    fn from(r: &ChartResultRow) -> Self {
-        Result_ {
-            id: r.resource_id,
-            loinc: r.code.clone(),
-            display: r.display.clone(),
-            value: r.value,
-            unit: r.unit.clone(),
-            at: r.effective_at,
-            flag: r.flag.clone(),
-            vital: r.vital,
-        }
-    }
-}
-
 fn chart_body(
     live: &Live,
     patient: &Stored,
@@ -577,8 +550,8 @@ fn chart_body(
         .filter(|m| m.content["status"] == "active")
         .map(|m| concept(&m.content["medicationCodeableConcept"]))
         .collect();
-    let mut results: Vec<Result_> = chart.results.iter().map(Result_::from).collect();
-    results.sort_by_key(|r| std::cmp::Reverse(r.at));
+    let mut results: Vec<&ChartResultRow> = chart.results.iter().collect();
+    results.sort_by_key(|r| std::cmp::Reverse(r.effective_at));
     let encounters: Vec<&Stored> = of("Encounter").collect();
     let notes: Vec<&Stored> = of("ClinicalImpression").collect();
     let open: Vec<&Stored> = encounters
@@ -624,7 +597,7 @@ fn chart_body(
                                 td { (r.display) @if r.vital { span.muted { " (vital sign)" } } }
                                 td { (r.value.map(|v| v.to_string()).unwrap_or_default()) " " (r.unit) }
                                 td { @if !r.flag.is_empty() && r.flag != "N" { span class={ "flag-" (r.flag) } { (flag_words(&r.flag)) } } }
-                                td { (r.at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()) " " a.history href={ "/history/Observation/" (r.id) } { "history" } }
+                                td { (r.effective_at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()) " " a.history href={ "/history/Observation/" (r.resource_id) } { "history" } }
                             }
                         }
                     }
@@ -640,13 +613,13 @@ fn chart_body(
 }
 
 /// The points of one vital sign, oldest first.
-fn points_of(results: &[Result_], loinc: &str) -> Vec<Point> {
+fn points_of(results: &[&ChartResultRow], loinc: &str) -> Vec<Point> {
     let mut p: Vec<Point> = results
         .iter()
-        .filter(|r| r.loinc == loinc)
+        .filter(|r| r.code == loinc)
         .filter_map(|r| {
             Some(Point {
-                at: r.at?,
+                at: r.effective_at?,
                 value: r.value?,
             })
         })
@@ -666,7 +639,7 @@ fn band_of(loinc: &str) -> Option<trend::Band> {
 }
 
 /// One trend chart per vital sign; systolic and diastolic pressure share one.
-fn vital_trends(results: &[Result_]) -> Markup {
+fn vital_trends(results: &[&ChartResultRow]) -> Markup {
     let single = |title: &str, unit: &str, loinc: &str| {
         let points = points_of(results, loinc);
         trend::chart(
