@@ -666,14 +666,12 @@ fn prepare(
         // What is added to other records (a vital sign's interpretation) is not searched by.
         let mut index = extract::index(&parsed.resource, &links);
         let mut content = parsed.json;
-        if kind == ResourceKind::Observation {
-            interpret_observation(&mut content);
+        if kind == ResourceKind::Observation
+            && let Some(added) = interpret_observation(&mut content)
+            && let Some(entry) = index.chart_result.as_mut()
+        {
             // The chart flags what is stored, the server's interpretation included.
-            if let Some(entry) = index.chart_result.as_mut()
-                && entry.flag.is_empty()
-            {
-                entry.flag = text_at(&content, "/interpretation/0/coding/0/code");
-            }
+            entry.flag = added.to_owned();
         }
         return Ok(Draft {
             resource_type: kind.name(),
@@ -865,22 +863,15 @@ fn assign_mrn(
     Ok(())
 }
 
-fn text_at(json: &Value, pointer: &str) -> String {
-    json.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// Adds the interpretation (N/L/H/LL/HH) and the default reference range to a vital sign that
-/// arrives without them.
-fn interpret_observation(json: &mut Value) {
+/// arrives without them; returns the interpretation code it added.
+fn interpret_observation(json: &mut Value) -> Option<&'static str> {
     if json.get("interpretation").is_some() {
-        return;
+        return None;
     }
-    let Some(value) = json.pointer("/valueQuantity/value").and_then(Value::as_f64) else {
-        return;
-    };
+    let value = json
+        .pointer("/valueQuantity/value")
+        .and_then(Value::as_f64)?;
     let unit = json
         .pointer("/valueQuantity/code")
         .and_then(Value::as_str)
@@ -889,10 +880,7 @@ fn interpret_observation(json: &mut Value) {
     // The laboratory's own range wins; Kiorex's defaults cover vital signs only.
     let (range, shipped_default) = match laboratory_range(json, &unit) {
         Some(range) => (range, false),
-        None => match vital_sign_of(json) {
-            Some(vital) => (vital.range.clone(), true),
-            None => return,
-        },
+        None => (vital_sign_of(json)?.range.clone(), true),
     };
     let interpretation = interpret(value, &range);
     json["interpretation"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
@@ -913,6 +901,7 @@ fn interpret_observation(json: &mut Value) {
         }
         json["referenceRange"] = json!([shown]);
     }
+    Some(interpretation.code())
 }
 
 /// The vital sign an observation records, by its LOINC code.
