@@ -87,6 +87,11 @@ pub struct EdgeArgs {
     /// How long each path is measured
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub duration: Duration,
+    /// Measure both paths this many times, alternating which goes first, and report each
+    /// round and the median: on a shared or virtual machine one pair of runs can be off by
+    /// more than the edge costs
+    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
+    pub rounds: usize,
     /// Unmeasured warm-up before each path
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,

@@ -51,23 +51,63 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     let token = partner_token(&staff, &key)?;
     let id = create_patient(&plain, &core, &token).await?;
     let path = format!("/fhir/Patient/{id}");
-    let mut results = Vec::new();
-    for (target, base, http) in [("core", &core, &plain), ("edge -> core", &edge, &tls)] {
-        let url = format!("{base}{path}");
-        let load = Load {
-            http,
-            url: &url,
-            token: &token,
-            concurrency: args.concurrency,
+    let paths = [("core", &core, &plain), ("edge -> core", &edge, &tls)];
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds {
+        // Which path goes first alternates, so that a machine slowing down or speeding up
+        // during the run favours neither.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut measured = [None, None];
+        for i in order {
+            let (target, base, http) = paths[i];
+            let url = format!("{base}{path}");
+            let load = Load {
+                http,
+                url: &url,
+                token: &token,
+                concurrency: args.concurrency,
+            };
+            load.measure(args.rate, args.warmup).await?;
+            measured[i] = Some(Measured {
+                target,
+                ..load.measure(args.rate, args.duration).await?
+            });
+        }
+        let [Some(direct), Some(edge)] = measured else {
+            bail!("a path was not measured");
         };
-        load.measure(args.rate, args.warmup).await?;
-        results.push(Measured {
-            target,
-            ..load.measure(args.rate, args.duration).await?
-        });
+        rounds.push(Round { direct, edge });
     }
-    print(&results, &args);
+    print(&rounds, &args);
     Ok(())
+}
+
+/// Both paths, measured one right after the other under the same load.
+struct Round {
+    direct: Measured,
+    edge: Measured,
+}
+
+impl Round {
+    fn kept_percent(&self) -> f64 {
+        self.edge.per_second() / self.direct.per_second() * 100.0
+    }
+    fn added_p99_ms(&self) -> f64 {
+        self.edge.quantile_ms(0.99) - self.direct.quantile_ms(0.99)
+    }
+}
+
+/// The middle value (the mean of the two middle ones for an even count), with the smallest
+/// and the largest.
+fn median_and_range(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    };
+    (median, values[0], values[n - 1])
 }
 
 fn client(ca: Option<&[u8]>, connections: usize) -> Result<reqwest::Client> {
@@ -290,49 +330,90 @@ impl Tally {
     }
 }
 
-fn print(results: &[Measured], args: &EdgeArgs) {
-    let (output, concurrency, duration) = (args.output, args.concurrency, args.duration);
+fn print(rounds: &[Round], args: &EdgeArgs) {
+    let (concurrency, duration) = (args.concurrency, args.duration);
     let load = match args.rate {
         Some(rate) => {
             format!("{rate} requests/s offered (open loop, at most {concurrency} in flight)")
         }
         None => format!("{concurrency} clients"),
     };
-    let (direct, edge) = (&results[0], &results[1]);
-    let kept = edge.per_second() / direct.per_second() * 100.0;
-    let added_p99 = edge.quantile_ms(0.99) - direct.quantile_ms(0.99);
-    match output {
+    let kept = median_and_range(rounds.iter().map(Round::kept_percent).collect());
+    let added = median_and_range(rounds.iter().map(Round::added_p99_ms).collect());
+    match args.output {
         Output::Json => {
-            let rows: Vec<Value> = results
+            let rows: Vec<Value> = rounds
                 .iter()
-                .map(|m| json!({"target": m.target, "requests": m.requests, "errors": m.errors,
+                .enumerate()
+                .flat_map(|(i, r)| [(i, &r.direct), (i, &r.edge)])
+                .map(|(i, m)| json!({"round": i + 1, "target": m.target, "requests": m.requests, "errors": m.errors,
                     "per_second": m.per_second(), "p50_ms": m.quantile_ms(0.5), "p99_ms": m.quantile_ms(0.99)}))
                 .collect();
             println!(
                 "{}",
                 json!({"concurrency": concurrency, "rate": args.rate, "duration_s": duration.as_secs_f64(),
-                "results": rows, "throughput_kept_percent": kept, "p99_added_ms": added_p99,
+                "rounds": rounds.len(), "results": rows,
+                "throughput_kept_percent": kept.0, "throughput_kept_percent_range": [kept.1, kept.2],
+                "p99_added_ms": added.0, "p99_added_ms_range": [added.1, added.2],
                 "command": crate::report::command_line()})
             );
         }
         Output::Text => {
             crate::report::print_preamble();
             println!(
-                "FHIR read (GET /fhir/Patient/{{id}}), {load}, {} each\n",
-                crate::report::human(duration)
+                "FHIR read (GET /fhir/Patient/{{id}}), {load}, {} each path, {} round(s)\n",
+                crate::report::human(duration),
+                rounds.len()
             );
-            println!("| path | requests/s | p50 | p99 | errors |\n|---|---:|---:|---:|---:|");
-            for m in results {
+            println!(
+                "| round | path | requests/s | p50 | p99 | errors |\n|---:|---|---:|---:|---:|---:|"
+            );
+            for (i, round) in rounds.iter().enumerate() {
+                for m in [&round.direct, &round.edge] {
+                    println!(
+                        "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+                        i + 1,
+                        m.target,
+                        m.per_second(),
+                        m.quantile_ms(0.5),
+                        m.quantile_ms(0.99),
+                        m.errors
+                    );
+                }
+            }
+            if let [round] = rounds {
                 println!(
-                    "| {} | {:.0} | {:.2} ms | {:.2} ms | {} |",
-                    m.target,
-                    m.per_second(),
-                    m.quantile_ms(0.5),
-                    m.quantile_ms(0.99),
-                    m.errors
+                    "\nthrough the edge: {:.0}% of core's throughput, p99 {:+.2} ms",
+                    round.kept_percent(),
+                    round.added_p99_ms()
+                );
+            } else {
+                println!(
+                    "\nthrough the edge, median of {} rounds: {:.0}% of core's throughput \
+                     (rounds {:.0}–{:.0}%), p99 {:+.2} ms (rounds {:+.2} to {:+.2} ms)",
+                    rounds.len(),
+                    kept.0,
+                    kept.1,
+                    kept.2,
+                    added.0,
+                    added.1,
+                    added.2
                 );
             }
-            println!("\nthrough the edge: {kept:.0}% of core's throughput, p99 {added_p99:+.2} ms");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_and_range;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median_and_range(vec![3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(
+            median_and_range(vec![90.0, 70.0, 100.0, 80.0]),
+            (85.0, 70.0, 100.0)
+        );
     }
 }
