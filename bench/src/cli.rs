@@ -87,7 +87,20 @@ pub struct EdgeArgs {
     /// How long each path is measured
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Measure both paths this many times, alternating which goes first, and report each
+    /// Also measure core's internal listener directly (e.g. https://127.0.0.1:8443), with the
+    /// edge's client certificate: the mutual TLS of the edge's hop without the edge
+    #[arg(long, requires_all = ["internal_ca_file", "client_cert_file", "client_key_file"])]
+    pub internal_url: Option<String>,
+    /// The internal CA (PEM) that signed core's internal certificate
+    #[arg(long, requires = "internal_url")]
+    pub internal_ca_file: Option<std::path::PathBuf>,
+    /// The edge's client certificate (PEM) for core's internal listener
+    #[arg(long, requires = "internal_url")]
+    pub client_cert_file: Option<std::path::PathBuf>,
+    /// The edge's client key (PEM) for core's internal listener
+    #[arg(long, requires = "internal_url")]
+    pub client_key_file: Option<std::path::PathBuf>,
+    /// Measure the paths this many times, rotating which goes first, and report each
     /// round and the median: on a shared or virtual machine one pair of runs can be off by
     /// more than the edge costs
     #[arg(long, default_value_t = 1, value_parser = at_least_one())]

@@ -44,22 +44,25 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     let ca = std::fs::read(&args.edge_ca_file)
         .with_context(|| format!("cannot read {}", args.edge_ca_file.display()))?;
     let plain = client(None, args.concurrency)?;
-    let tls = client(Some(&ca), args.concurrency)?;
+    let tls = client(Some((&ca, None)), args.concurrency)?;
     let staff = sign_in(&plain, &core, &args.user, &args.password).await?;
     let key = std::fs::read_to_string(&args.signing_key_file)
         .with_context(|| format!("cannot read {}", args.signing_key_file.display()))?;
     let token = partner_token(&staff, &key)?;
     let id = create_patient(&plain, &core, &token).await?;
     let path = format!("/fhir/Patient/{id}");
-    let paths = [("core", &core, &plain), ("edge -> core", &edge, &tls)];
+    let mut paths = vec![("core", core, plain), ("edge -> core", edge, tls)];
+    if let Some(internal) = internal_path(&args)? {
+        paths.push(internal);
+    }
     let mut rounds = Vec::new();
     for round in 0..args.rounds {
-        // Which path goes first alternates, so that a machine slowing down or speeding up
-        // during the run favours neither.
-        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        let mut measured = [None, None];
-        for i in order {
-            let (target, base, http) = paths[i];
+        // The path that goes first rotates, so that a machine slowing down or speeding up
+        // during the run favours none.
+        let mut measured = Vec::new();
+        for step in 0..paths.len() {
+            let i = (round + step) % paths.len();
+            let (target, base, http) = &paths[i];
             let url = format!("{base}{path}");
             let load = Load {
                 http,
@@ -68,32 +71,57 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
                 concurrency: args.concurrency,
             };
             load.measure(args.rate, args.warmup).await?;
-            measured[i] = Some(Measured {
-                target,
-                ..load.measure(args.rate, args.duration).await?
-            });
+            let result = load.measure(args.rate, args.duration).await?;
+            measured.push((i, Measured { target, ..result }));
         }
-        let [Some(direct), Some(edge)] = measured else {
-            bail!("a path was not measured");
-        };
-        rounds.push(Round { direct, edge });
+        measured.sort_by_key(|(i, _)| *i);
+        rounds.push(Round {
+            paths: measured.into_iter().map(|(_, m)| m).collect(),
+        });
     }
     print(&rounds, &args);
     Ok(())
 }
 
-/// Both paths, measured one right after the other under the same load.
+/// Core's internal listener, reached directly with the edge's client certificate: the same
+/// mutual TLS as the edge's hop, without the edge. Separates what the edge costs from what
+/// mutual TLS costs core.
+fn internal_path(args: &EdgeArgs) -> Result<Option<(&'static str, String, reqwest::Client)>> {
+    let (Some(url), Some(ca), Some(cert), Some(key)) = (
+        &args.internal_url,
+        &args.internal_ca_file,
+        &args.client_cert_file,
+        &args.client_key_file,
+    ) else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let mut identity = read(cert)?;
+    identity.extend(read(key)?);
+    let http = client(Some((&read(ca)?, Some(&identity))), args.concurrency)?;
+    Ok(Some((
+        "core internal (mutual TLS)",
+        url.trim_end_matches('/').to_owned(),
+        http,
+    )))
+}
+
+/// The paths measured one right after the other under the same load: core directly, through
+/// the edge, and core's internal listener when asked for.
 struct Round {
-    direct: Measured,
-    edge: Measured,
+    paths: Vec<Measured>,
 }
 
 impl Round {
-    fn kept_percent(&self) -> f64 {
-        self.edge.per_second() / self.direct.per_second() * 100.0
+    /// The share of core's direct throughput that path `i` kept.
+    fn kept_percent(&self, i: usize) -> f64 {
+        self.paths[i].per_second() / self.paths[0].per_second() * 100.0
     }
-    fn added_p99_ms(&self) -> f64 {
-        self.edge.quantile_ms(0.99) - self.direct.quantile_ms(0.99)
+    /// What path `i` added to core's direct p99.
+    fn added_p99_ms(&self, i: usize) -> f64 {
+        self.paths[i].quantile_ms(0.99) - self.paths[0].quantile_ms(0.99)
     }
 }
 
@@ -110,17 +138,22 @@ fn median_and_range(mut values: Vec<f64>) -> (f64, f64, f64) {
     (median, values[0], values[n - 1])
 }
 
-fn client(ca: Option<&[u8]>, connections: usize) -> Result<reqwest::Client> {
+/// A keep-alive HTTP/1.1 client; with `tls`, one that trusts only that CA (PEM) and presents
+/// the identity (certificate and key, PEM) when given.
+fn client(tls: Option<(&[u8], Option<&[u8]>)>, connections: usize) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .tcp_nodelay(true)
         .http1_only()
         .timeout(Duration::from_secs(30));
-    if let Some(ca) = ca {
+    if let Some((ca, identity)) = tls {
         builder = builder
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(ca)?);
+        if let Some(identity) = identity {
+            builder = builder.identity(reqwest::Identity::from_pem(identity)?);
+        }
     }
     Ok(builder.build()?)
 }
@@ -338,23 +371,37 @@ fn print(rounds: &[Round], args: &EdgeArgs) {
         }
         None => format!("{concurrency} clients"),
     };
-    let kept = median_and_range(rounds.iter().map(Round::kept_percent).collect());
-    let added = median_and_range(rounds.iter().map(Round::added_p99_ms).collect());
+    // Each path but core's own, against core directly: (name, share kept, p99 added).
+    let compared: Vec<_> = (1..rounds[0].paths.len())
+        .map(|i| {
+            (
+                rounds[0].paths[i].target,
+                median_and_range(rounds.iter().map(|r| r.kept_percent(i)).collect()),
+                median_and_range(rounds.iter().map(|r| r.added_p99_ms(i)).collect()),
+            )
+        })
+        .collect();
     match args.output {
         Output::Json => {
             let rows: Vec<Value> = rounds
                 .iter()
                 .enumerate()
-                .flat_map(|(i, r)| [(i, &r.direct), (i, &r.edge)])
+                .flat_map(|(i, r)| r.paths.iter().map(move |m| (i, m)))
                 .map(|(i, m)| json!({"round": i + 1, "target": m.target, "requests": m.requests, "errors": m.errors,
                     "per_second": m.per_second(), "p50_ms": m.quantile_ms(0.5), "p99_ms": m.quantile_ms(0.99)}))
                 .collect();
+            let against_core: Vec<Value> = compared
+                .iter()
+                .map(|(target, kept, added)| json!({"target": target,
+                    "throughput_kept_percent": kept.0, "throughput_kept_percent_range": [kept.1, kept.2],
+                    "p99_added_ms": added.0, "p99_added_ms_range": [added.1, added.2]}))
+                .collect();
+            let (_, kept, added) = &compared[0];
             println!(
                 "{}",
                 json!({"concurrency": concurrency, "rate": args.rate, "duration_s": duration.as_secs_f64(),
-                "rounds": rounds.len(), "results": rows,
-                "throughput_kept_percent": kept.0, "throughput_kept_percent_range": [kept.1, kept.2],
-                "p99_added_ms": added.0, "p99_added_ms_range": [added.1, added.2],
+                "rounds": rounds.len(), "results": rows, "against_core": against_core,
+                "throughput_kept_percent": kept.0, "p99_added_ms": added.0,
                 "command": crate::report::command_line()})
             );
         }
@@ -369,7 +416,7 @@ fn print(rounds: &[Round], args: &EdgeArgs) {
                 "| round | path | requests/s | p50 | p99 | errors |\n|---:|---|---:|---:|---:|---:|"
             );
             for (i, round) in rounds.iter().enumerate() {
-                for m in [&round.direct, &round.edge] {
+                for m in &round.paths {
                     println!(
                         "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} |",
                         i + 1,
@@ -381,24 +428,26 @@ fn print(rounds: &[Round], args: &EdgeArgs) {
                     );
                 }
             }
-            if let [round] = rounds {
-                println!(
-                    "\nthrough the edge: {:.0}% of core's throughput, p99 {:+.2} ms",
-                    round.kept_percent(),
-                    round.added_p99_ms()
-                );
-            } else {
-                println!(
-                    "\nthrough the edge, median of {} rounds: {:.0}% of core's throughput \
-                     (rounds {:.0}–{:.0}%), p99 {:+.2} ms (rounds {:+.2} to {:+.2} ms)",
-                    rounds.len(),
-                    kept.0,
-                    kept.1,
-                    kept.2,
-                    added.0,
-                    added.1,
-                    added.2
-                );
+            println!();
+            for (target, kept, added) in &compared {
+                if rounds.len() == 1 {
+                    println!(
+                        "{target}: {:.0}% of core's throughput, p99 {:+.2} ms",
+                        kept.0, added.0
+                    );
+                } else {
+                    println!(
+                        "{target}, median of {} rounds: {:.0}% of core's throughput \
+                         (rounds {:.0}–{:.0}%), p99 {:+.2} ms (rounds {:+.2} to {:+.2} ms)",
+                        rounds.len(),
+                        kept.0,
+                        kept.1,
+                        kept.2,
+                        added.0,
+                        added.1,
+                        added.2
+                    );
+                }
             }
         }
     }
