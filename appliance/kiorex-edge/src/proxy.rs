@@ -56,13 +56,37 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Core's answer with the edge's response body type.
-pub fn from_core(response: Response<hyper::body::Incoming>) -> Response<EdgeBody> {
+/// Core's answers up to this size are read whole before the edge answers the client.
+/// Small enough that `max_connections` slow readers cost at most 256 MiB of the edge's memory.
+pub const BUFFERED_ANSWER_MAX_BYTES: u64 = 256 << 10;
+
+/// Whether core's answer is read whole first: only when its length is announced and small.
+pub fn buffer_answer(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n <= BUFFERED_ANSWER_MAX_BYTES)
+}
+
+/// Core's answer with the edge's response body type. A small answer is read whole first, so
+/// core's connection goes back to the pool at once and a client that reads slowly holds only
+/// the edge's memory, never a connection or a task in core (nginx's `proxy_buffering`).
+/// Larger answers, and those without a length, are passed on as they come.
+pub async fn from_core(
+    response: Response<hyper::body::Incoming>,
+) -> Result<Response<EdgeBody>, hyper::Error> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::SERVER);
     parts.headers.remove("x-powered-by");
-    Response::from_parts(parts, body.map_err(Into::into).boxed())
+    let body = if buffer_answer(&parts.headers) {
+        let whole = body.collect().await?.to_bytes();
+        Full::new(whole).map_err(|never| match never {}).boxed()
+    } else {
+        body.map_err(Into::into).boxed()
+    };
+    Ok(Response::from_parts(parts, body))
 }
 
 /// The request to send to core.
@@ -99,6 +123,19 @@ pub fn to_core(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_small_answers_with_an_announced_length_are_read_whole() {
+        let with_length = |n: u64| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_LENGTH, n.into());
+            headers
+        };
+        assert!(buffer_answer(&with_length(2_000)));
+        assert!(buffer_answer(&with_length(BUFFERED_ANSWER_MAX_BYTES)));
+        assert!(!buffer_answer(&with_length(BUFFERED_ANSWER_MAX_BYTES + 1)));
+        assert!(!buffer_answer(&HeaderMap::new()));
+    }
 
     #[test]
     fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {

@@ -160,13 +160,12 @@ impl Edge {
         let body = self.read_body(&parts.headers, body).await?;
         let upstream = proxy::to_core(&self.core_base, parts, body, request_id, peer)
             .map_err(|_| Reject::NotFound)?;
-        match tokio::time::timeout(
-            self.settings.limits.upstream_timeout,
-            self.client.request(upstream),
-        )
-        .await
-        {
-            Ok(Ok(response)) => Ok(proxy::from_core(response)),
+        let answer = async {
+            let response = self.client.request(upstream).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(proxy::from_core(response).await?)
+        };
+        match tokio::time::timeout(self.settings.limits.upstream_timeout, answer).await {
+            Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => {
                 tracing::warn!(request_id, error = %e, "core did not answer");
                 Err(Reject::CoreUnavailable)
