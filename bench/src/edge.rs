@@ -1,7 +1,9 @@
 //! `kiorex-bench edge`: what the DMZ edge costs. The same FHIR read (`GET /fhir/Patient/{id}`)
 //! is measured against core's LAN listener directly and through the edge (TLS from the client,
 //! allow-list, token and scope check, rate limits, then mutual TLS to core's internal listener),
-//! with the same number of closed-loop clients, one after the other.
+//! with the same load, one after the other. With `--internal-url`, core's internal listener is
+//! measured directly too, with the edge's client certificate. With `--rounds`, all of it is
+//! repeated and the medians reported.
 //!
 //! The token: the edge admits partner (client-credentials) tokens, core admits staff tokens.
 //! On a test installation this tool signs in as the given staff user and re-signs that token's
@@ -363,92 +365,107 @@ impl Tally {
     }
 }
 
+/// A path other than core's own, against core directly: its name, and the median and range
+/// of the share of throughput kept and of the p99 added.
+struct Compared {
+    target: &'static str,
+    kept: (f64, f64, f64),
+    added: (f64, f64, f64),
+}
+
+fn compare(rounds: &[Round]) -> Vec<Compared> {
+    (1..rounds[0].paths.len())
+        .map(|i| Compared {
+            target: rounds[0].paths[i].target,
+            kept: median_and_range(rounds.iter().map(|r| r.kept_percent(i)).collect()),
+            added: median_and_range(rounds.iter().map(|r| r.added_p99_ms(i)).collect()),
+        })
+        .collect()
+}
+
 fn print(rounds: &[Round], args: &EdgeArgs) {
-    let (concurrency, duration) = (args.concurrency, args.duration);
+    let compared = compare(rounds);
+    match args.output {
+        Output::Json => print_json(rounds, &compared, args),
+        Output::Text => print_text(rounds, &compared, args),
+    }
+}
+
+fn print_json(rounds: &[Round], compared: &[Compared], args: &EdgeArgs) {
+    let rows: Vec<Value> = rounds
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| r.paths.iter().map(move |m| (i, m)))
+        .map(|(i, m)| json!({"round": i + 1, "target": m.target, "requests": m.requests, "errors": m.errors,
+            "per_second": m.per_second(), "p50_ms": m.quantile_ms(0.5), "p99_ms": m.quantile_ms(0.99)}))
+        .collect();
+    let against_core: Vec<Value> = compared
+        .iter()
+        .map(|c| json!({"target": c.target,
+            "throughput_kept_percent": c.kept.0, "throughput_kept_percent_range": [c.kept.1, c.kept.2],
+            "p99_added_ms": c.added.0, "p99_added_ms_range": [c.added.1, c.added.2]}))
+        .collect();
+    println!(
+        "{}",
+        json!({"concurrency": args.concurrency, "rate": args.rate, "duration_s": args.duration.as_secs_f64(),
+        "rounds": rounds.len(), "results": rows, "against_core": against_core,
+        "throughput_kept_percent": compared[0].kept.0, "p99_added_ms": compared[0].added.0,
+        "command": crate::report::command_line()})
+    );
+}
+
+fn print_text(rounds: &[Round], compared: &[Compared], args: &EdgeArgs) {
+    let concurrency = args.concurrency;
     let load = match args.rate {
         Some(rate) => {
             format!("{rate} requests/s offered (open loop, at most {concurrency} in flight)")
         }
         None => format!("{concurrency} clients"),
     };
-    // Each path but core's own, against core directly: (name, share kept, p99 added).
-    let compared: Vec<_> = (1..rounds[0].paths.len())
-        .map(|i| {
-            (
-                rounds[0].paths[i].target,
-                median_and_range(rounds.iter().map(|r| r.kept_percent(i)).collect()),
-                median_and_range(rounds.iter().map(|r| r.added_p99_ms(i)).collect()),
-            )
-        })
-        .collect();
-    match args.output {
-        Output::Json => {
-            let rows: Vec<Value> = rounds
-                .iter()
-                .enumerate()
-                .flat_map(|(i, r)| r.paths.iter().map(move |m| (i, m)))
-                .map(|(i, m)| json!({"round": i + 1, "target": m.target, "requests": m.requests, "errors": m.errors,
-                    "per_second": m.per_second(), "p50_ms": m.quantile_ms(0.5), "p99_ms": m.quantile_ms(0.99)}))
-                .collect();
-            let against_core: Vec<Value> = compared
-                .iter()
-                .map(|(target, kept, added)| json!({"target": target,
-                    "throughput_kept_percent": kept.0, "throughput_kept_percent_range": [kept.1, kept.2],
-                    "p99_added_ms": added.0, "p99_added_ms_range": [added.1, added.2]}))
-                .collect();
-            let (_, kept, added) = &compared[0];
+    crate::report::print_preamble();
+    println!(
+        "FHIR read (GET /fhir/Patient/{{id}}), {load}, {} each path, {} round(s)\n",
+        crate::report::human(args.duration),
+        rounds.len()
+    );
+    println!("| round | path | requests/s | p50 | p99 | errors |\n|---:|---|---:|---:|---:|---:|");
+    for (i, round) in rounds.iter().enumerate() {
+        for m in &round.paths {
             println!(
-                "{}",
-                json!({"concurrency": concurrency, "rate": args.rate, "duration_s": duration.as_secs_f64(),
-                "rounds": rounds.len(), "results": rows, "against_core": against_core,
-                "throughput_kept_percent": kept.0, "p99_added_ms": added.0,
-                "command": crate::report::command_line()})
+                "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+                i + 1,
+                m.target,
+                m.per_second(),
+                m.quantile_ms(0.5),
+                m.quantile_ms(0.99),
+                m.errors
             );
         }
-        Output::Text => {
-            crate::report::print_preamble();
+    }
+    println!();
+    for Compared {
+        target,
+        kept,
+        added,
+    } in compared
+    {
+        if rounds.len() == 1 {
             println!(
-                "FHIR read (GET /fhir/Patient/{{id}}), {load}, {} each path, {} round(s)\n",
-                crate::report::human(duration),
-                rounds.len()
+                "{target}: {:.0}% of core's throughput, p99 {:+.2} ms",
+                kept.0, added.0
             );
+        } else {
             println!(
-                "| round | path | requests/s | p50 | p99 | errors |\n|---:|---|---:|---:|---:|---:|"
+                "{target}, median of {} rounds: {:.0}% of core's throughput (rounds {:.0}–{:.0}%), \
+                 p99 {:+.2} ms (rounds {:+.2} to {:+.2} ms)",
+                rounds.len(),
+                kept.0,
+                kept.1,
+                kept.2,
+                added.0,
+                added.1,
+                added.2
             );
-            for (i, round) in rounds.iter().enumerate() {
-                for m in &round.paths {
-                    println!(
-                        "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} |",
-                        i + 1,
-                        m.target,
-                        m.per_second(),
-                        m.quantile_ms(0.5),
-                        m.quantile_ms(0.99),
-                        m.errors
-                    );
-                }
-            }
-            println!();
-            for (target, kept, added) in &compared {
-                if rounds.len() == 1 {
-                    println!(
-                        "{target}: {:.0}% of core's throughput, p99 {:+.2} ms",
-                        kept.0, added.0
-                    );
-                } else {
-                    println!(
-                        "{target}, median of {} rounds: {:.0}% of core's throughput \
-                         (rounds {:.0}–{:.0}%), p99 {:+.2} ms (rounds {:+.2} to {:+.2} ms)",
-                        rounds.len(),
-                        kept.0,
-                        kept.1,
-                        kept.2,
-                        added.0,
-                        added.1,
-                        added.2
-                    );
-                }
-            }
         }
     }
 }
