@@ -446,106 +446,87 @@ fn clear_index(conn: &mut PgConnection, id: Uuid) -> StoreResult<()> {
     Ok(())
 }
 
+/// One row per entry of one kind (`entries`) of every record's index.
+fn index_rows<'a, E: 'a, R>(
+    indexes: &'a [RecordIndex<'a>],
+    entries: impl Fn(&'a SearchIndex) -> &'a [E],
+    row: impl Fn(&'a RecordIndex<'a>, &'a E) -> R,
+) -> Vec<R> {
+    let row = &row;
+    indexes
+        .iter()
+        .flat_map(|record| entries(&record.index).iter().map(move |e| row(record, e)))
+        .collect()
+}
+
 /// Inserts the index entries of several resources, one statement per index table.
 fn write_index(conn: &mut PgConnection, indexes: &[RecordIndex<'_>]) -> StoreResult<()> {
-    let strings: Vec<_> = indexes
-        .iter()
-        .flat_map(
-            |RecordIndex {
-                 id,
-                 resource_type: t,
-                 index: ix,
-                 ..
-             }| {
-                ix.strings.iter().map(move |e| {
-                    (
-                        search_string::resource_id.eq(*id),
-                        search_string::resource_type.eq(*t),
-                        search_string::param.eq(e.param),
-                        search_string::value.eq(&e.value),
-                    )
-                })
-            },
-        )
-        .collect();
+    let strings = index_rows(
+        indexes,
+        |ix| &ix.strings,
+        |r, e| {
+            (
+                search_string::resource_id.eq(r.id),
+                search_string::resource_type.eq(r.resource_type),
+                search_string::param.eq(e.param),
+                search_string::value.eq(&e.value),
+            )
+        },
+    );
     for chunk in strings.chunks(ROWS_PER_STATEMENT) {
         diesel::insert_into(search_string::table)
             .values(chunk)
             .execute(conn)?;
     }
-    let tokens: Vec<_> = indexes
-        .iter()
-        .flat_map(
-            |RecordIndex {
-                 id,
-                 resource_type: t,
-                 index: ix,
-                 ..
-             }| {
-                ix.tokens.iter().map(move |e| {
-                    (
-                        search_token::resource_id.eq(*id),
-                        search_token::resource_type.eq(*t),
-                        search_token::param.eq(e.param),
-                        search_token::system.eq(&e.system),
-                        search_token::code.eq(&e.code),
-                    )
-                })
-            },
-        )
-        .collect();
+    let tokens = index_rows(
+        indexes,
+        |ix| &ix.tokens,
+        |r, e| {
+            (
+                search_token::resource_id.eq(r.id),
+                search_token::resource_type.eq(r.resource_type),
+                search_token::param.eq(e.param),
+                search_token::system.eq(&e.system),
+                search_token::code.eq(&e.code),
+            )
+        },
+    );
     for chunk in tokens.chunks(ROWS_PER_STATEMENT) {
         diesel::insert_into(search_token::table)
             .values(chunk)
             .execute(conn)?;
     }
-    let dates: Vec<_> = indexes
-        .iter()
-        .flat_map(
-            |RecordIndex {
-                 id,
-                 resource_type: t,
-                 index: ix,
-                 ..
-             }| {
-                ix.dates.iter().map(move |e| {
-                    (
-                        search_date::resource_id.eq(*id),
-                        search_date::resource_type.eq(*t),
-                        search_date::param.eq(e.param),
-                        search_date::low.eq(e.low),
-                        search_date::high.eq(e.high),
-                    )
-                })
-            },
-        )
-        .collect();
+    let dates = index_rows(
+        indexes,
+        |ix| &ix.dates,
+        |r, e| {
+            (
+                search_date::resource_id.eq(r.id),
+                search_date::resource_type.eq(r.resource_type),
+                search_date::param.eq(e.param),
+                search_date::low.eq(e.low),
+                search_date::high.eq(e.high),
+            )
+        },
+    );
     for chunk in dates.chunks(ROWS_PER_STATEMENT) {
         diesel::insert_into(search_date::table)
             .values(chunk)
             .execute(conn)?;
     }
-    let references: Vec<_> = indexes
-        .iter()
-        .flat_map(
-            |RecordIndex {
-                 id,
-                 resource_type: t,
-                 index: ix,
-                 ..
-             }| {
-                ix.references.iter().map(move |e| {
-                    (
-                        search_reference::resource_id.eq(*id),
-                        search_reference::resource_type.eq(*t),
-                        search_reference::param.eq(e.param),
-                        search_reference::target_type.eq(&e.target_type),
-                        search_reference::target_id.eq(e.target_id),
-                    )
-                })
-            },
-        )
-        .collect();
+    let references = index_rows(
+        indexes,
+        |ix| &ix.references,
+        |r, e| {
+            (
+                search_reference::resource_id.eq(r.id),
+                search_reference::resource_type.eq(r.resource_type),
+                search_reference::param.eq(e.param),
+                search_reference::target_type.eq(&e.target_type),
+                search_reference::target_id.eq(e.target_id),
+            )
+        },
+    );
     for chunk in references.chunks(ROWS_PER_STATEMENT) {
         diesel::insert_into(search_reference::table)
             .values(chunk)
