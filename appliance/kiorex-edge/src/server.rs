@@ -48,6 +48,8 @@ struct LogFields {
     route: Option<String>,
     scope: Option<String>,
     client_id: Option<String>,
+    /// How long core took to answer, as the edge saw it; None when core was not asked.
+    upstream: Option<Duration>,
 }
 
 impl Edge {
@@ -89,8 +91,8 @@ impl Edge {
         let mut log = LogFields::default();
         let mut response = match self.route(peer, &request_id, request, &mut log).await {
             Ok(response) => {
-                if log.route.as_deref() != Some(HEALTH) {
-                    self.metrics.forwarded(started.elapsed());
+                if let Some(upstream) = log.upstream {
+                    self.metrics.forwarded(started.elapsed(), upstream);
                 }
                 response
             }
@@ -111,6 +113,7 @@ impl Edge {
             client_id = log.client_id.as_deref().unwrap_or("-"),
             status = response.status().as_u16(),
             micros = started.elapsed().as_micros() as u64,
+            upstream_micros = log.upstream.map_or(0, |d| d.as_micros() as u64),
             "edge request"
         );
         response
@@ -160,12 +163,16 @@ impl Edge {
         let body = self.read_body(&parts.headers, body).await?;
         let upstream = proxy::to_core(&self.core_base, parts, body, request_id, peer)
             .map_err(|_| Reject::NotFound)?;
+        let asked = Instant::now();
         let answer = async {
             let response = self.client.request(upstream).await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(proxy::from_core(response).await?)
         };
         match tokio::time::timeout(self.settings.limits.upstream_timeout, answer).await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                log.upstream = Some(asked.elapsed());
+                Ok(response)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(request_id, error = %e, "core did not answer");
                 Err(Reject::CoreUnavailable)

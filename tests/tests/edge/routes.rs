@@ -88,6 +88,12 @@ async fn a_route_outside_the_allow_list_never_reaches_core() {
         metric(&text, "kiorex_edge_requests_total{outcome=\"forwarded\"}"),
         1
     );
+    // Only the forwarded request waited for core.
+    assert_eq!(
+        metric(&text, "kiorex_edge_upstream_duration_seconds_count"),
+        1
+    );
+    assert_eq!(metric(&text, "kiorex_edge_request_duration_seconds_count"), 4);
 }
 
 /// The edge checks the SMART scope the route needs before anything is forwarded.
