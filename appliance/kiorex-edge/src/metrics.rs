@@ -177,10 +177,19 @@ mod tests {
         let text = metrics.render();
         let whole = "kiorex_edge_request_duration_seconds";
         let core = "kiorex_edge_upstream_duration_seconds";
-        assert_eq!(value(&text, &format!("{whole}_bucket{{le=\"0.00025\"}}")), 1.0);
-        assert_eq!(value(&text, &format!("{whole}_bucket{{le=\"0.005\"}}")), 2.0);
+        assert_eq!(
+            value(&text, &format!("{whole}_bucket{{le=\"0.00025\"}}")),
+            1.0
+        );
+        assert_eq!(
+            value(&text, &format!("{whole}_bucket{{le=\"0.005\"}}")),
+            2.0
+        );
         assert_eq!(value(&text, &format!("{whole}_count")), 2.0);
-        assert_eq!(value(&text, &format!("{core}_bucket{{le=\"0.0025\"}}")), 0.0);
+        assert_eq!(
+            value(&text, &format!("{core}_bucket{{le=\"0.0025\"}}")),
+            0.0
+        );
         assert_eq!(value(&text, &format!("{core}_bucket{{le=\"0.005\"}}")), 1.0);
         assert_eq!(value(&text, &format!("{core}_count")), 1.0);
         assert!((value(&text, &format!("{core}_sum")) - 0.003).abs() < 1e-9);

@@ -80,6 +80,8 @@ pub async fn from_core(
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::SERVER);
     parts.headers.remove("x-powered-by");
+    // Timings from inside are the edge's to give (edge.server_timing), never core's.
+    parts.headers.remove("server-timing");
     let body = if buffer_answer(&parts.headers) {
         let whole = body.collect().await?.to_bytes();
         Full::new(whole).map_err(|never| match never {}).boxed()

@@ -25,6 +25,8 @@ pub struct EdgeSettings {
     pub reload_interval: Duration,
     /// HSTS `max-age` in seconds.
     pub hsts_max_age: u64,
+    /// Send `Server-Timing: core;dur=<ms>` on forwarded answers (load tests only).
+    pub server_timing: bool,
     /// Core's internal listener, `https://host:port`.
     pub core_url: http::Uri,
     /// The CA that signed core's internal certificate.

@@ -12,6 +12,7 @@ async fn rate_limits_kick_in_with_retry_after_and_recover() {
         ("KIOREX_EDGE__PER_IP_BURST", "4"),
         ("KIOREX_EDGE__PER_CLIENT_PER_SECOND", "1"),
         ("KIOREX_EDGE__PER_CLIENT_BURST", "2"),
+        ("KIOREX_EDGE__SERVER_TIMING", "true"),
     ])
     .await;
     let client = https_client(&stack);
@@ -20,8 +21,13 @@ async fn rate_limits_kick_in_with_retry_after_and_recover() {
     let lab_b = stack.partner_token("lab-b", "system/Patient.read");
     let code = |body: &Value| body["code"].as_str().unwrap_or_default().to_owned();
     for _ in 0..2 {
-        let (status, _, body) = call(client.get(url("/fhir/Patient")).bearer_auth(&lab_a)).await;
+        let (status, headers, body) =
+            call(client.get(url("/fhir/Patient")).bearer_auth(&lab_a)).await;
         assert!(!code(&body).starts_with("KX-EDGE"), "{status} {body}");
+        // With edge.server_timing on, a forwarded answer says how long core took.
+        let timing = headers["server-timing"].to_str().unwrap();
+        let millis: f64 = timing.strip_prefix("core;dur=").unwrap().parse().unwrap();
+        assert!(millis > 0.0, "{timing}");
     }
     let (status, headers, body) = call(client.get(url("/fhir/Patient")).bearer_auth(&lab_a)).await;
     assert_eq!(
@@ -29,6 +35,7 @@ async fn rate_limits_kick_in_with_retry_after_and_recover() {
         (429, "KX-EDGE-429"),
         "the client's burst is spent"
     );
+    assert!(!headers.contains_key("server-timing"), "core was not asked");
     assert!(
         headers["retry-after"]
             .to_str()

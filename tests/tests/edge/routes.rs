@@ -76,6 +76,10 @@ async fn a_route_outside_the_allow_list_never_reaches_core() {
     assert_eq!(capability["resourceType"], "CapabilityStatement");
     assert!(headers.contains_key("strict-transport-security"));
     assert!(headers.contains_key("x-request-id"));
+    assert!(
+        !headers.contains_key("server-timing"),
+        "no timing of the inside unless edge.server_timing is on"
+    );
     let text = metrics(&stack).await;
     assert_eq!(
         metric(
@@ -93,7 +97,10 @@ async fn a_route_outside_the_allow_list_never_reaches_core() {
         metric(&text, "kiorex_edge_upstream_duration_seconds_count"),
         1
     );
-    assert_eq!(metric(&text, "kiorex_edge_request_duration_seconds_count"), 4);
+    assert_eq!(
+        metric(&text, "kiorex_edge_request_duration_seconds_count"),
+        4
+    );
 }
 
 /// The edge checks the SMART scope the route needs before anything is forwarded.
