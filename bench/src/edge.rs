@@ -5,6 +5,12 @@
 //! measured directly too, with the edge's client certificate. With `--rounds`, all of it is
 //! repeated and the medians reported.
 //!
+//! When the edge runs with `edge.server_timing = true`, each answer through it says how long
+//! core took (`Server-Timing: core;dur=<ms>`). Each request's time minus core's is then what
+//! the edge added to that very request: the client's TLS, the edge's work, and the hop to core
+//! and back. Its p99 does not move with core's own noise, which on a shared machine is larger
+//! than the edge's share.
+//!
 //! The token: the edge admits partner (client-credentials) tokens, core admits staff tokens.
 //! On a test installation this tool signs in as the given staff user and re-signs that token's
 //! claims with `client_id` and `scope` added, using the installation's signing key, so one
@@ -25,6 +31,8 @@ struct Measured {
     errors: u64,
     elapsed: Duration,
     latency: Histogram<u64>,
+    /// Per request, the time beyond what core took (when the path says, in `Server-Timing`).
+    beyond_core: Option<Histogram<u64>>,
 }
 
 impl Measured {
@@ -33,6 +41,10 @@ impl Measured {
     }
     fn quantile_ms(&self, q: f64) -> f64 {
         self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+    fn beyond_core_ms(&self, q: f64) -> Option<f64> {
+        let h = self.beyond_core.as_ref()?;
+        Some(h.value_at_quantile(q) as f64 / 1000.0)
     }
 }
 
@@ -304,8 +316,8 @@ struct Read {
 }
 
 impl Read {
-    /// Whether the read succeeded, body included.
-    async fn send(&self) -> bool {
+    /// Whether the read succeeded, body included, and how long core says it took.
+    async fn send(&self) -> Answer {
         match self
             .http
             .get(&*self.url)
@@ -313,10 +325,35 @@ impl Read {
             .send()
             .await
         {
-            Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-            _ => false,
+            Ok(r) if r.status().is_success() => {
+                let core = r
+                    .headers()
+                    .get("server-timing")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(core_time);
+                match r.bytes().await {
+                    Ok(_) => Answer::Read { core },
+                    Err(_) => Answer::Failed,
+                }
+            }
+            _ => Answer::Failed,
         }
     }
+}
+
+enum Answer {
+    Failed,
+    Read { core: Option<Duration> },
+}
+
+/// Core's time from the edge's `Server-Timing: core;dur=<ms>`.
+fn core_time(server_timing: &str) -> Option<Duration> {
+    let millis: f64 = server_timing
+        .split(',')
+        .find_map(|metric| metric.trim().strip_prefix("core;dur="))?
+        .parse()
+        .ok()?;
+    Duration::try_from_secs_f64(millis / 1e3).ok()
 }
 
 /// Answers counted so far on one path.
@@ -324,6 +361,11 @@ struct Tally {
     requests: u64,
     errors: u64,
     latency: Histogram<u64>,
+    beyond_core: Histogram<u64>,
+}
+
+fn micros_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
 impl Tally {
@@ -331,18 +373,22 @@ impl Tally {
         Tally {
             requests: 0,
             errors: 0,
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            latency: micros_histogram(),
+            beyond_core: micros_histogram(),
         }
     }
 
-    fn add(&mut self, ok: bool, since: Instant) {
-        if ok {
-            self.requests += 1;
-            let _ = self
-                .latency
-                .record(since.elapsed().as_micros().max(1) as u64);
-        } else {
+    fn add(&mut self, answer: Answer, since: Instant) {
+        let Answer::Read { core } = answer else {
             self.errors += 1;
+            return;
+        };
+        let took = since.elapsed();
+        self.requests += 1;
+        let _ = self.latency.record(took.as_micros().max(1) as u64);
+        if let Some(core) = core {
+            let beyond = took.saturating_sub(core);
+            let _ = self.beyond_core.record(beyond.as_micros().max(1) as u64);
         }
     }
 
@@ -351,6 +397,7 @@ impl Tally {
         self.errors += other.errors;
         self.latency
             .add(&other.latency)
+            .and_then(|()| self.beyond_core.add(&other.beyond_core))
             .map_err(|e| anyhow::anyhow!("{e:?}"))
     }
 
@@ -361,6 +408,7 @@ impl Tally {
             errors: self.errors,
             elapsed,
             latency: self.latency,
+            beyond_core: (!self.beyond_core.is_empty()).then_some(self.beyond_core),
         }
     }
 }
@@ -371,6 +419,8 @@ struct Compared {
     target: &'static str,
     kept: (f64, f64, f64),
     added: (f64, f64, f64),
+    /// The p99 of each request's time beyond core's, when every round has it.
+    beyond_core: Option<(f64, f64, f64)>,
 }
 
 fn compare(rounds: &[Round]) -> Vec<Compared> {
@@ -379,6 +429,11 @@ fn compare(rounds: &[Round]) -> Vec<Compared> {
             target: rounds[0].paths[i].target,
             kept: median_and_range(rounds.iter().map(|r| r.kept_percent(i)).collect()),
             added: median_and_range(rounds.iter().map(|r| r.added_p99_ms(i)).collect()),
+            beyond_core: rounds
+                .iter()
+                .map(|r| r.paths[i].beyond_core_ms(0.99))
+                .collect::<Option<Vec<f64>>>()
+                .map(median_and_range),
         })
         .collect()
 }
@@ -397,13 +452,16 @@ fn print_json(rounds: &[Round], compared: &[Compared], args: &EdgeArgs) {
         .enumerate()
         .flat_map(|(i, r)| r.paths.iter().map(move |m| (i, m)))
         .map(|(i, m)| json!({"round": i + 1, "target": m.target, "requests": m.requests, "errors": m.errors,
-            "per_second": m.per_second(), "p50_ms": m.quantile_ms(0.5), "p99_ms": m.quantile_ms(0.99)}))
+            "per_second": m.per_second(), "p50_ms": m.quantile_ms(0.5), "p99_ms": m.quantile_ms(0.99),
+            "beyond_core_p50_ms": m.beyond_core_ms(0.5), "beyond_core_p99_ms": m.beyond_core_ms(0.99)}))
         .collect();
     let against_core: Vec<Value> = compared
         .iter()
         .map(|c| json!({"target": c.target,
             "throughput_kept_percent": c.kept.0, "throughput_kept_percent_range": [c.kept.1, c.kept.2],
-            "p99_added_ms": c.added.0, "p99_added_ms_range": [c.added.1, c.added.2]}))
+            "p99_added_ms": c.added.0, "p99_added_ms_range": [c.added.1, c.added.2],
+            "beyond_core_p99_ms": c.beyond_core.map(|b| b.0),
+            "beyond_core_p99_ms_range": c.beyond_core.map(|b| [b.1, b.2])}))
         .collect();
     println!(
         "{}",
@@ -428,11 +486,18 @@ fn print_text(rounds: &[Round], compared: &[Compared], args: &EdgeArgs) {
         crate::report::human(args.duration),
         rounds.len()
     );
-    println!("| round | path | requests/s | p50 | p99 | errors |\n|---:|---|---:|---:|---:|---:|");
+    println!(
+        "| round | path | requests/s | p50 | p99 | beyond core p50 / p99 | errors |\n\
+         |---:|---|---:|---:|---:|---:|---:|"
+    );
     for (i, round) in rounds.iter().enumerate() {
         for m in &round.paths {
+            let beyond = match (m.beyond_core_ms(0.5), m.beyond_core_ms(0.99)) {
+                (Some(p50), Some(p99)) => format!("{p50:.2} / {p99:.2} ms"),
+                _ => "-".into(),
+            };
             println!(
-                "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+                "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {beyond} | {} |",
                 i + 1,
                 m.target,
                 m.per_second(),
@@ -447,6 +512,7 @@ fn print_text(rounds: &[Round], compared: &[Compared], args: &EdgeArgs) {
         target,
         kept,
         added,
+        beyond_core,
     } in compared
     {
         if rounds.len() == 1 {
@@ -467,12 +533,34 @@ fn print_text(rounds: &[Round], compared: &[Compared], args: &EdgeArgs) {
                 added.2
             );
         }
+        if let Some((median, low, high)) = beyond_core {
+            println!(
+                "{target}, each request's time beyond core's (Server-Timing), p99: {median:.2} ms \
+                 (rounds {low:.2} to {high:.2} ms)"
+            );
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::median_and_range;
+    use super::{core_time, median_and_range};
+    use std::time::Duration;
+
+    #[test]
+    fn cores_time_is_read_from_server_timing() {
+        assert_eq!(
+            core_time("core;dur=3.250"),
+            Some(Duration::from_micros(3_250))
+        );
+        assert_eq!(
+            core_time("cache;desc=miss, core;dur=12"),
+            Some(Duration::from_millis(12))
+        );
+        assert_eq!(core_time("db;dur=3"), None);
+        assert_eq!(core_time("core;dur=soon"), None);
+        assert_eq!(core_time("core;dur=-1"), None);
+    }
 
     #[test]
     fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
