@@ -103,9 +103,9 @@ impl Edge {
         };
         security_headers(response.headers_mut(), self.settings.hsts_max_age);
         if let (true, Some(upstream)) = (self.settings.server_timing, log.upstream) {
-            response
-                .headers_mut()
-                .insert(SERVER_TIMING, core_timing(upstream));
+            if let Ok(v) = core_timing(upstream) {
+                response.headers_mut().insert(SERVER_TIMING, v);
+            }
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", v);
@@ -233,9 +233,9 @@ impl Edge {
 const SERVER_TIMING: http::HeaderName = http::HeaderName::from_static("server-timing");
 
 /// `core;dur=<ms>` (W3C Server Timing): how long core took, as the edge saw it.
-fn core_timing(upstream: Duration) -> HeaderValue {
+fn core_timing(upstream: Duration) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
     let millis = upstream.as_secs_f64() * 1e3;
-    HeaderValue::from_str(&format!("core;dur={millis:.3}")).expect("ASCII digits")
+    HeaderValue::from_str(&format!("core;dur={millis:.3}"))
 }
 
 /// HSTS and the usual hardening headers, on every response the edge sends.

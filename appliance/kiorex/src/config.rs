@@ -978,7 +978,7 @@ mod tests {
                 "search.index_prefix" => "site-a",
                 "worker.listen" => "127.0.0.1:9001",
                 "edge.listen" | "edge.admin_listen" => "127.0.0.1:9443",
-                "edge.allow_tls12" => "true",
+                "edge.allow_tls12" | "edge.server_timing" => "true",
                 "edge.core_url" => "https://127.0.0.1:9444",
                 "edge.routes" => "[{prefix = \"/fhir\", methods = [\"GET\"], scope = \"fhir\"}]",
                 "edge.max_header_bytes" => "8192",
