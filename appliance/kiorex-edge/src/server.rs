@@ -102,10 +102,10 @@ impl Edge {
             }
         };
         security_headers(response.headers_mut(), self.settings.hsts_max_age);
-        if let (true, Some(upstream)) = (self.settings.server_timing, log.upstream) {
-            if let Ok(v) = core_timing(upstream) {
-                response.headers_mut().insert(SERVER_TIMING, v);
-            }
+        if let (true, Some(upstream)) = (self.settings.server_timing, log.upstream)
+            && let Ok(v) = core_timing(upstream)
+        {
+            response.headers_mut().insert(SERVER_TIMING, v);
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", v);
