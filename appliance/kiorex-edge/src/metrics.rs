@@ -1,8 +1,9 @@
 //! Prometheus metrics of the edge: requests by outcome, rejects by reason, connections, and two
 //! latency histograms: the whole request, and the part of it spent waiting for core. The
 //! difference is the edge's own time, so an operator can tell a slow edge from a slow core
-//! (nginx's `$request_time` against `$upstream_response_time`). A handful of fixed counters with labels that cannot carry patient data
-//! (no path, no client id), so plain atomics are enough; no registry crate is needed.
+//! (nginx's `$request_time` against `$upstream_response_time`). A handful of fixed counters
+//! with labels that cannot carry patient data (no path, no client id), so plain atomics are
+//! enough; no registry crate is needed.
 
 use crate::problem::Reject;
 use std::fmt::Write;
