@@ -29,6 +29,9 @@ pub fn core_client(config: rustls::ClientConfig) -> CoreClient {
         .build(connector)
 }
 
+/// W3C Server Timing: set by the edge only (`edge.server_timing`), never passed on from core.
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
 /// Headers that describe one hop, never forwarded in either direction (RFC 9110 7.6.1), plus
 /// what the edge sets itself.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -80,8 +83,7 @@ pub async fn from_core(
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::SERVER);
     parts.headers.remove("x-powered-by");
-    // Timings from inside are the edge's to give (edge.server_timing), never core's.
-    parts.headers.remove("server-timing");
+    parts.headers.remove(SERVER_TIMING);
     let body = if buffer_answer(&parts.headers) {
         let whole = body.collect().await?.to_bytes();
         Full::new(whole).map_err(|never| match never {}).boxed()

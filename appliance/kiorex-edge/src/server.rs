@@ -105,7 +105,7 @@ impl Edge {
         if let (true, Some(upstream)) = (self.settings.server_timing, log.upstream)
             && let Ok(v) = core_timing(upstream)
         {
-            response.headers_mut().insert(SERVER_TIMING, v);
+            response.headers_mut().insert(proxy::SERVER_TIMING, v);
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", v);
@@ -229,8 +229,6 @@ impl Edge {
         }
     }
 }
-
-const SERVER_TIMING: http::HeaderName = http::HeaderName::from_static("server-timing");
 
 /// `core;dur=<ms>` (W3C Server Timing): how long core took, as the edge saw it.
 fn core_timing(upstream: Duration) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
