@@ -37,6 +37,9 @@ pub struct UpArgs {
     /// Port of the edge's metrics and health (plain HTTP, on 127.0.0.1).
     #[arg(long, default_value_t = 9464)]
     edge_admin_port: u16,
+    /// Port of core's metrics (Prometheus) and health (plain HTTP, on 127.0.0.1).
+    #[arg(long, default_value_t = 8081)]
+    core_admin_port: u16,
     /// Port of the worker's metrics and health (plain HTTP, on 127.0.0.1). The worker delivers
     /// the outbox: search indexing and, later, notifications and messages to partners.
     #[arg(long, default_value_t = 8082)]
@@ -132,6 +135,7 @@ pub fn run(args: UpArgs) -> Result<()> {
         database_url,
         key: key.clone(),
         listen: format!("{}:{}", args.listen, args.port),
+        admin_listen: format!("127.0.0.1:{}", args.core_admin_port),
         internal: internal_env(&args, &certs),
     };
     if !key.exists() {
@@ -297,6 +301,7 @@ fn report(
                    "edge": edge, "edge_ca_file": layout.pki().join("public-ca.pem"), "nftables_ruleset": layout.ruleset(),
                    "firewall_loaded": firewall_loaded, "portal": format!("{base}/"),
                    "worker": format!("http://127.0.0.1:{}", args.worker_port),
+                   "core_metrics": format!("http://127.0.0.1:{}/metrics", args.core_admin_port),
                    "role_users": {"edge": user_of(&accounts.edge), "core": user_of(&accounts.core)}})
         ),
         Output::Text => {
@@ -338,6 +343,10 @@ fn report(
             println!(
                 "  Worker:        http://127.0.0.1:{}/health/ready   (delivers the outbox: search indexing)",
                 args.worker_port
+            );
+            println!(
+                "  Metrics:       http://127.0.0.1:{}/metrics   (core; Prometheus)",
+                args.core_admin_port
             );
             println!("  Data and logs: {}", layout.root.display());
             if args.detach {
@@ -587,6 +596,8 @@ struct CoreEnv {
     database_url: String,
     key: PathBuf,
     listen: String,
+    /// `server.admin_listen`: core's /metrics and /health/*.
+    admin_listen: String,
     /// `[core.internal]`: the listener the edge forwards to.
     internal: Vec<(String, String)>,
 }
@@ -783,6 +794,7 @@ impl CoreEnv {
             .env("KIOREX_DATABASE__URL", self.database_url.trim())
             .env("KIOREX_AUTH__TOKEN_SIGNING_KEY_FILE", &self.key)
             .env("KIOREX_SERVER__LISTEN", &self.listen)
+            .env("KIOREX_SERVER__ADMIN_LISTEN", &self.admin_listen)
             .envs(self.internal.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         cmd

@@ -17,6 +17,7 @@ pub mod formulary;
 pub mod health;
 pub mod history;
 pub mod identity;
+pub mod metrics;
 pub mod openapi;
 pub mod patient_search;
 pub mod records;

@@ -142,6 +142,25 @@ impl Store {
         })
         .await
     }
+
+    /// How many connections the pool holds now, how many of them are idle, and its ceiling
+    /// (for the `kiorex_db_pool_*` metrics; the pool is exhausted when idle stays at 0).
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            open: state.connections,
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
+        }
+    }
+}
+
+/// A snapshot of the connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 /// One connection without a pool, for command-line tools.

@@ -69,6 +69,7 @@ struct RawScan {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    admin_listen: Option<String>,
     base_url: Option<String>,
     max_body_bytes: Option<i64>,
 }
@@ -112,6 +113,12 @@ pub const KEYS: &[KeyDoc] = &[
         default: "127.0.0.1:8080",
         secret: false,
         meaning: "Address and port the core API listens on.",
+    },
+    KeyDoc {
+        key: "server.admin_listen",
+        default: "(none)",
+        secret: false,
+        meaning: "Core's management listener: /metrics (Prometheus) and /health/*, plain HTTP, for the management network only. Unset: no such listener.",
     },
     KeyDoc {
         key: "server.base_url",
@@ -294,6 +301,8 @@ pub fn reference_markdown() -> String {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: std::net::SocketAddr,
+    /// `server.admin_listen`: /metrics and /health/* for the management network, when set.
+    pub admin_listen: Option<std::net::SocketAddr>,
     pub base_url: String,
     pub max_body_bytes: usize,
     pub database_url: String,
@@ -473,6 +482,8 @@ fn validate(raw: Raw, needs_database: bool) -> Result<Config, Vec<ConfigError>> 
             errors.push(e);
             ([127, 0, 0, 1], 8080).into()
         });
+    let admin_listen =
+        crate::edge_config::address(&mut errors, "server.admin_listen", raw.server.admin_listen);
     let base_url = raw
         .server
         .base_url
@@ -566,6 +577,7 @@ fn validate(raw: Raw, needs_database: bool) -> Result<Config, Vec<ConfigError>> 
     }
     Ok(Config {
         listen,
+        admin_listen,
         base_url,
         max_body_bytes: max_body_bytes as usize,
         database_url,
@@ -955,7 +967,7 @@ mod tests {
             let var = format!("KIOREX_{}", k.key.to_ascii_uppercase().replace('.', "__"));
             let value = match k.key {
                 "ldap.ca_file" | "oidc.ca_file" => ca.as_str(),
-                "server.listen" => "127.0.0.1:9000",
+                "server.listen" | "server.admin_listen" => "127.0.0.1:9000",
                 "server.base_url" => "https://kiorex.example",
                 "log.format" => "json",
                 "log.level" => "debug",

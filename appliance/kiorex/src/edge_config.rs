@@ -277,7 +277,11 @@ pub struct EdgeConfig {
     limits: Limits,
 }
 
-fn address(errors: &mut Vec<ConfigError>, key: &str, value: Option<String>) -> Option<SocketAddr> {
+pub(crate) fn address(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    value: Option<String>,
+) -> Option<SocketAddr> {
     let value = value?;
     value
         .parse()

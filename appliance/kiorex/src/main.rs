@@ -11,6 +11,7 @@ mod worker;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use kiorex_api::metrics::{CoreMetrics, Listener};
 use kiorex_api::{ApiSettings, AppState, audit::AuditSink, auth::TokenService};
 use kiorex_domain::permission::Role;
 use kiorex_store::Store;
@@ -442,14 +443,38 @@ fn serve_core(config: config::Config) -> Result<()> {
             documents,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {} (KX-NET-001)", config.listen))?;
+        let metrics = Arc::new(CoreMetrics::default());
+        if let Some(admin) = config.admin_listen {
+            serve_core_admin(admin, kiorex_api::metrics::admin_router(state.clone(), metrics.clone())).await?;
+        }
         if let Some(internal) = config.core_internal.clone() {
-            kiorex_edge::internal::serve(internal, kiorex_api::router(state.clone()), shutdown_signal()).await?;
+            let router = kiorex_api::metrics::instrument(kiorex_api::router(state.clone()), metrics.clone(), Listener::Internal);
+            kiorex_edge::internal::serve(internal, router, shutdown_signal()).await?;
         }
         tracing::info!(listen = %config.listen, version = env!("CARGO_PKG_VERSION"), "core is serving");
-        axum::serve(listener, kiorex_api::router_with(state, kiorex_portal::router()).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
+        let lan = kiorex_api::metrics::instrument(kiorex_api::router_with(state, kiorex_portal::router()), metrics, Listener::Lan);
+        axum::serve(listener, lan.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("core stopped");
         Ok(())
     })
+}
+
+/// Binds core's management listener now (so a bad address fails the start) and serves
+/// `/metrics` and `/health/*` on it until shutdown.
+async fn serve_core_admin(listen: std::net::SocketAddr, router: axum::Router) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (KX-NET-001)"))?;
+    tracing::info!(listen = %listen, "core's metrics and health listener is serving");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+        {
+            tracing::error!(error = %e, "core's metrics listener stopped");
+        }
+    });
+    Ok(())
 }
 
 async fn shutdown_signal() {

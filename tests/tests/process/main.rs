@@ -104,6 +104,100 @@ async fn killing_the_server_mid_stream_loses_no_acknowledged_write() {
     );
 }
 
+/// Core's metrics are served on the management listener only, and name routes by their
+/// template: the identifiers in the paths that were asked for never reach a time series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_metrics_count_route_templates_on_the_management_listener_only() {
+    let site = tokio::task::spawn_blocking(Site::with_admin).await.unwrap();
+    let admin_port = kiorex_testkit::free_port();
+    let core = site.serve_with(&[(
+        "KIOREX_SERVER__ADMIN_LISTEN".into(),
+        format!("127.0.0.1:{admin_port}"),
+    )]);
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let client = reqwest::Client::new();
+    let bearer = token(&client, &core.base).await;
+    let get = |url: String| {
+        let (client, bearer) = (client.clone(), bearer.clone());
+        async move { client.get(url).bearer_auth(bearer).send().await.unwrap() }
+    };
+    let missing = uuid::Uuid::new_v4();
+    let read = get(format!("{}/fhir/Patient/{missing}", core.base)).await;
+    assert_eq!(read.status(), 404);
+    let created: Value = client
+        .post(format!("{}/fhir/Patient", core.base))
+        .bearer_auth(&bearer)
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "name": [{"family": "Metrics"}]}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get(format!("{}/fhir/Patient/{id}", core.base))
+            .await
+            .status(),
+        200
+    );
+    let probe = uuid::Uuid::new_v4();
+    assert_eq!(
+        get(format!("{}/no-such-page/{probe}", core.base))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        get(format!("{}/metrics", core.base)).await.status(),
+        404,
+        "the LAN listener does not serve the metrics"
+    );
+
+    let scrape = client.get(format!("{admin}/metrics")).send().await.unwrap();
+    assert_eq!(scrape.status(), 200);
+    assert!(
+        scrape.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = scrape.text().await.unwrap();
+    let reads = |status: u16| {
+        format!(
+            "kiorex_http_requests_total{{listener=\"lan\",method=\"GET\",route=\"/fhir/{{type}}/{{id}}\",status=\"{status}\"}} 1\n"
+        )
+    };
+    assert!(text.contains(&reads(200)), "{text}");
+    assert!(text.contains(&reads(404)), "{text}");
+    assert!(
+        text.contains("route=\"unmatched\",status=\"404\"} "),
+        "{text}"
+    );
+    for asked in [missing.to_string(), id, probe.to_string()] {
+        assert!(
+            !text.contains(&asked),
+            "{asked} reached the metrics:\n{text}"
+        );
+    }
+    let open: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("kiorex_db_pool_connections_open ")?
+                .parse()
+                .ok()
+        })
+        .expect("pool gauge");
+    assert!(open >= 1.0, "{text}");
+    let ready = client
+        .get(format!("{admin}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_to_start_with_pending_migrations() {
     let site = Site::unmigrated(tokio::task::spawn_blocking(empty_database).await.unwrap());
@@ -271,8 +365,13 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let kiorexctl = kiorex_testkit::kiorex_binary().with_file_name("kiorexctl");
     let port = kiorex_testkit::free_port().to_string();
-    let [edge_port, internal_port, edge_admin_port, worker_port] =
-        [(); 4].map(|()| kiorex_testkit::free_port().to_string());
+    let [
+        edge_port,
+        internal_port,
+        edge_admin_port,
+        worker_port,
+        core_admin_port,
+    ] = [(); 5].map(|()| kiorex_testkit::free_port().to_string());
     let up = |extra: &[&str]| {
         let mut args = vec![
             "up",
@@ -288,6 +387,8 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
             &edge_admin_port,
             "--worker-port",
             &worker_port,
+            "--core-admin-port",
+            &core_admin_port,
             // As root the roles run as their own users; these existing accounts keep the host's
             // user database untouched, and the firewall is written, not loaded into the host
             // (the zones test loads it in a namespace of its own).
@@ -382,6 +483,17 @@ fn kiorexctl_up_starts_a_single_node_appliance_with_demo_data() {
         reply
     });
     assert_eq!(capability["resourceType"], "CapabilityStatement");
+    // Core counted that read as one that came in through the edge.
+    let core_metrics = runtime.block_on(async {
+        let url = report["core_metrics"].as_str().unwrap();
+        reqwest::get(url).await.unwrap().text().await.unwrap()
+    });
+    assert!(
+        core_metrics.contains(
+            "kiorex_http_requests_total{listener=\"internal\",method=\"GET\",route=\"/fhir/metadata\",status=\"200\"} 1\n"
+        ),
+        "{core_metrics}"
+    );
     let ruleset = std::fs::read_to_string(report["nftables_ruleset"].as_str().unwrap()).unwrap();
     assert!(
         ruleset.contains(&format!("tcp dport {edge_port} accept")),

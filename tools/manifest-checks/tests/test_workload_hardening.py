@@ -15,7 +15,7 @@ import kustomize_lite
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 KIOREX_IMAGE = "registry.kiorex.local/kiorex/kiorex"
-ROLE_PORTS = {"edge": {8443}, "core": {8080, 8443}, "worker": {9090}, "hl7": {2575, 9090}}
+ROLE_PORTS = {"edge": {8443}, "core": {8080, 8443, 9090}, "worker": {9090}, "hl7": {2575, 9090}}
 ROLE_PROBE_PORT = {"edge": "https", "core": "http", "worker": "health", "hl7": "health"}
 
 
