@@ -46,6 +46,16 @@ pub fn run(args: SecretsArgs) -> Result<()> {
     Ok(())
 }
 
+/// The SPKI PEM public key of the site's Ed25519 token signing key (PKCS#8 PEM).
+fn token_public_key(signing_pem: &str) -> Result<String> {
+    use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(signing_pem)
+        .map_err(|e| anyhow::anyhow!("secrets/token-signing-key.pem: not an Ed25519 key: {e}"))?;
+    key.verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("cannot encode the token public key: {e}"))
+}
+
 fn read(dir: &Path, name: &str) -> Result<String> {
     let p = dir.join(name);
     std::fs::read_to_string(&p)
@@ -121,9 +131,26 @@ pub fn objects(site_dir: &Path) -> Result<Vec<Value>> {
     );
     let mut upstream = tls("kiorex-dmz", "kiorex-edge-upstream-mtls", "edge-upstream")?;
     upstream["stringData"]["ca.crt"] = ca.clone().into();
+    // Core's internal listener accepts only client certificates from the site CA (the edge's).
+    let mut internal = tls(
+        "kiorex-clinical",
+        "kiorex-core-internal-tls",
+        "core-internal",
+    )?;
+    internal["stringData"]["ca.crt"] = ca.clone().into();
+    let token_key = read(&sec, "token-signing-key.pem")?;
     Ok(vec![
         tls("kiorex-dmz", "kiorex-edge-public-tls", "edge-public")?,
         upstream,
+        // The edge checks partners' tokens with the public half only; the signing key stays in
+        // the clinical zone.
+        object(
+            "ConfigMap",
+            "kiorex-dmz",
+            "kiorex-edge-token-key",
+            None,
+            &[("token-public-key.pem", token_public_key(&token_key)?)],
+        ),
         tls("kiorex-dmz", "kiorex-patient-portal-tls", "patient-portal")?,
         object(
             "Secret",
@@ -142,16 +169,9 @@ pub fn objects(site_dir: &Path) -> Result<Vec<Value>> {
             "kiorex-clinical",
             "kiorex-auth",
             None,
-            &[(
-                "token-signing-key.pem",
-                read(&sec, "token-signing-key.pem")?,
-            )],
+            &[("token-signing-key.pem", token_key)],
         ),
-        tls(
-            "kiorex-clinical",
-            "kiorex-core-internal-tls",
-            "core-internal",
-        )?,
+        internal,
         tls("kiorex-clinical", "kiorex-staff-portal-tls", "staff-portal")?,
         object(
             "ConfigMap",

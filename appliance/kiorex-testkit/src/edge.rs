@@ -54,6 +54,40 @@ impl EdgeProcess {
     }
 }
 
+impl EdgeProcess {
+    /// Runs `command` (a `kiorex serve edge` listening on `port`) with its output in `log`,
+    /// and waits until it listens; panics with the log if it exits instead.
+    pub fn spawn(
+        mut command: std::process::Command,
+        port: u16,
+        admin_port: u16,
+        log: PathBuf,
+    ) -> EdgeProcess {
+        let log_file = std::fs::File::create(&log).expect("edge log");
+        command
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file);
+        let child = command.spawn().expect("start kiorex serve edge");
+        let mut edge = EdgeProcess {
+            child,
+            port,
+            admin_port,
+            log,
+        };
+        let up = crate::wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                || matches!(edge.child.try_wait(), Ok(Some(_)))
+        });
+        assert!(
+            up && matches!(edge.child.try_wait(), Ok(None)),
+            "kiorex serve edge did not start:\n{}",
+            std::fs::read_to_string(&edge.log).unwrap_or_default()
+        );
+        edge
+    }
+}
+
 impl Drop for EdgeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -111,7 +145,6 @@ impl EdgeStack {
         .expect("public key file");
         let (port, admin_port) = (crate::free_port(), crate::free_port());
         let log = site.dir.path().join(format!("edge-{port}.log"));
-        let log_file = std::fs::File::create(&log).expect("edge log");
         let mut command = std::process::Command::new(crate::kiorex_binary());
         command
             .args(["serve", "edge"])
@@ -133,26 +166,8 @@ impl EdgeStack {
             .env("KIOREX_EDGE__CLIENT_CERT_FILE", &edge_client.cert)
             .env("KIOREX_EDGE__CLIENT_KEY_FILE", &edge_client.key)
             .env("KIOREX_EDGE__TOKEN_PUBLIC_KEY_FILE", &public_key)
-            .envs(edge_env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log"))
-            .stderr(log_file);
-        let child = command.spawn().expect("start kiorex serve edge");
-        let mut edge = EdgeProcess {
-            child,
-            port,
-            admin_port,
-            log,
-        };
-        let up = crate::wait_until(Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-                || matches!(edge.child.try_wait(), Ok(Some(_)))
-        });
-        assert!(
-            up && matches!(edge.child.try_wait(), Ok(None)),
-            "kiorex serve edge did not start:\n{}",
-            std::fs::read_to_string(&edge.log).unwrap_or_default()
-        );
+            .envs(edge_env.iter().copied());
+        let edge = EdgeProcess::spawn(command, port, admin_port, log);
         EdgeStack {
             site,
             internal,

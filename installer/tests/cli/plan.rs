@@ -296,6 +296,41 @@ fn secrets_are_made_from_the_site_pki_and_kept_private() {
         staff["stringData"]["tls.crt"].as_str().unwrap(),
         std::fs::read_to_string(dir.path().join("site/pki/staff-portal.crt")).unwrap()
     );
+    // The edge gets the public half of core's token signing key, and nothing more of it.
+    use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+    let signing =
+        std::fs::read_to_string(dir.path().join("site/secrets/token-signing-key.pem")).unwrap();
+    let public = find("kiorex-dmz", "kiorex-edge-token-key")["data"]["token-public-key.pem"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        ed25519_dalek::VerifyingKey::from_public_key_pem(&public).unwrap(),
+        ed25519_dalek::SigningKey::from_pkcs8_pem(&signing)
+            .unwrap()
+            .verifying_key()
+    );
+    let signing_body: String = signing
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    for dmz in docs
+        .iter()
+        .filter(|d| d["metadata"]["namespace"] == "kiorex-dmz")
+    {
+        let yaml = serde_norway::to_string(dmz).unwrap();
+        assert!(
+            !yaml.contains(&signing_body),
+            "the signing key reached the DMZ"
+        );
+    }
+    // Core's internal listener trusts the site CA, which issued the edge's client certificate.
+    assert_eq!(
+        find("kiorex-clinical", "kiorex-core-internal-tls")["stringData"]["ca.crt"]
+            .as_str()
+            .unwrap(),
+        std::fs::read_to_string(dir.path().join("site/pki/ca.crt")).unwrap()
+    );
     for (ns, name) in [
         ("kiorex-dmz", "kiorex-edge-upstream-mtls"),
         ("kiorex-data", "meilisearch-config"),

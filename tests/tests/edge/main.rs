@@ -2,6 +2,7 @@
 //! and what it may not. Each test starts its own core (with the internal mutual-TLS listener)
 //! and edge, with a test PKI made by the test kit.
 
+mod k3s;
 mod limits;
 mod mtls;
 mod ocsp;

@@ -61,7 +61,7 @@ EXPECTED_INBOUND = {
     "internet": ANY_ADDRESS,
     "lan_clients": ANY_ADDRESS | {(LAN_TRAEFIK, 8443, "TCP"), (HL7, 2575, "TCP")},
     "hl7_senders": ANY_ADDRESS | {(LAN_TRAEFIK, 8443, "TCP"), (HL7, 2575, "TCP")},
-    "management": ANY_ADDRESS | {(EDGE, 8443, "TCP"), (CORE, 8080, "TCP"), (CORE, 9090, "TCP"),
+    "management": ANY_ADDRESS | {(EDGE, 8443, "TCP"), (EDGE, 9090, "TCP"), (CORE, 8080, "TCP"), (CORE, 9090, "TCP"),
                                  (WORKER, 9090, "TCP"), (HL7, 9090, "TCP")},
     "control_plane": ANY_ADDRESS,
     "directory": ANY_ADDRESS,

@@ -15,7 +15,7 @@ import kustomize_lite
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 KIOREX_IMAGE = "registry.kiorex.local/kiorex/kiorex"
-ROLE_PORTS = {"edge": {8443}, "core": {8080, 8443, 9090}, "worker": {9090}, "hl7": {2575, 9090}}
+ROLE_PORTS = {"edge": {8443, 9090}, "core": {8080, 8443, 9090}, "worker": {9090}, "hl7": {2575, 9090}}
 ROLE_PROBE_PORT = {"edge": "https", "core": "http", "worker": "health", "hl7": "health"}
 
 
@@ -161,6 +161,8 @@ def test_dmz_can_only_resolve_cores_internal_listener(objects):
     edge = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "kiorex-edge")
     secrets = {v["secret"]["secretName"] for v in edge["spec"]["template"]["spec"]["volumes"] if "secret" in v}
     assert secrets == {"kiorex-edge-public-tls", "kiorex-edge-upstream-mtls"}
+    config_maps = {v["configMap"]["name"] for v in edge["spec"]["template"]["spec"]["volumes"] if "configMap" in v}
+    assert config_maps == {"kiorex-edge-config", "kiorex-edge-token-key"}
 
 
 def test_postgres_archives_wal_to_ceph_with_credentials_from_a_secret(overlay, objects):
