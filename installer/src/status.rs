@@ -199,7 +199,9 @@ pub fn from_cluster(
     let mut version = None;
     for d in deployments["items"].as_array().into_iter().flatten() {
         let name = d["metadata"]["name"].as_str().unwrap_or_default();
-        let want = n(&d["spec"]["replicas"]).max(1);
+        // Kubernetes' default is 1 replica; 0 is a component switched off on purpose (hl7 in
+        // a release without that role), which is not a fault.
+        let want = d["spec"]["replicas"].as_u64().unwrap_or(1);
         let (ready, updated) = (
             n(&d["status"]["readyReplicas"]),
             n(&d["status"]["updatedReplicas"]),
@@ -215,7 +217,11 @@ pub fn from_cluster(
             name: name.trim_start_matches("kiorex-").to_owned(),
             ready: ready >= want && updated >= want,
             version: tag,
-            detail: format!("{ready}/{want} ready, {updated} updated"),
+            detail: if want == 0 {
+                "scaled to 0 replicas".to_owned()
+            } else {
+                format!("{ready}/{want} ready, {updated} updated")
+            },
         });
     }
     let (ready, want) = (
@@ -369,7 +375,9 @@ mod tests {
             {"metadata": {"name": "kiorex-core"}, "spec": {"replicas": 2, "template": {"spec": {"containers": [{"image": "registry.kiorex.local/kiorex/kiorex:0.2.0"}]}}},
              "status": {"readyReplicas": 2, "updatedReplicas": 2}},
             {"metadata": {"name": "kiorex-edge"}, "spec": {"replicas": 2, "template": {"spec": {"containers": [{"image": "registry.kiorex.local/kiorex/kiorex:0.2.0"}]}}},
-             "status": {"readyReplicas": 1, "updatedReplicas": 2}}
+             "status": {"readyReplicas": 1, "updatedReplicas": 2}},
+            {"metadata": {"name": "kiorex-hl7"}, "spec": {"replicas": 0, "template": {"spec": {"containers": [{"image": "registry.kiorex.local/kiorex/kiorex:0.2.0"}]}}},
+             "status": {}}
         ]});
         let postgres = json!({"spec": {"instances": 3}, "status": {"readyInstances": 3, "phase": "Cluster in healthy state"}});
         let (components, version, pending) = from_cluster(
@@ -383,7 +391,16 @@ mod tests {
             .iter()
             .map(|c| (c.name.as_str(), c.ready))
             .collect();
-        assert_eq!(ready, [("core", true), ("edge", false), ("postgres", true)]);
+        assert_eq!(
+            ready,
+            [
+                ("core", true),
+                ("edge", false),
+                ("hl7", true),
+                ("postgres", true)
+            ]
+        );
+        assert_eq!(components[2].detail, "scaled to 0 replicas");
         let (_, _, pending) = from_cluster(&deployments, &postgres, &json!({}));
         assert_eq!(
             pending, None,

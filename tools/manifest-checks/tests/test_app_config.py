@@ -115,3 +115,21 @@ def test_binary_accepts_kubernetes_secret_file_mode(objects):
             if "secret" in v:
                 effective = v["secret"]["defaultMode"] | 0o440  # what the kubelet makes of it with fsGroup
                 assert effective & rejected == 0, (w["metadata"]["name"], v["name"], oct(effective))
+
+
+def binary_roles() -> set:
+    """The roles of `kiorex serve`, from the `Role_` enum in appliance/kiorex/src/main.rs."""
+    text = (CONFIG_RS.parent / "main.rs").read_text()
+    body = re.search(r"enum Role_ \{(.*?)\n\}", text, re.S).group(1)
+    return {name.lower() for name in re.findall(r"^\s+(\w+),", body, re.M)}
+
+
+def test_deployments_run_roles_the_binary_has(objects):
+    """A Deployment that runs `kiorex serve <role>` names a role the binary has, or runs no
+    pods: a missing role would crash-loop and hold `kiorexctl install` at its rollout wait."""
+    roles = binary_roles()
+    assert {"core", "edge", "worker"} <= roles, roles
+    for d in (o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].startswith("kiorex")):
+        args = d["spec"]["template"]["spec"]["containers"][0].get("args", [])
+        if args[:1] == ["serve"] and args[1] not in roles:
+            assert d["spec"]["replicas"] == 0, f'{d["metadata"]["name"]}: kiorex has no role {args[1]!r}'
