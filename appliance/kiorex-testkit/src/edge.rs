@@ -19,6 +19,8 @@ pub struct EdgeStack {
     pub public: Pki,
     pub public_cert: CertFiles,
     pub edge_client: CertFiles,
+    /// The public half of core's token signing key, as the edge reads it.
+    pub token_public_key: PathBuf,
     pub core: Core,
     pub internal_port: u16,
     pub edge: EdgeProcess,
@@ -52,9 +54,7 @@ impl EdgeProcess {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
-}
 
-impl EdgeProcess {
     /// Runs `command` (a `kiorex serve edge` listening on `port`) with its output in `log`,
     /// and waits until it listens; panics with the log if it exits instead.
     pub fn spawn(
@@ -174,6 +174,7 @@ impl EdgeStack {
             public,
             public_cert,
             edge_client,
+            token_public_key: public_key,
             core,
             internal_port,
             edge,

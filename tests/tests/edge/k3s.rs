@@ -37,10 +37,7 @@ async fn the_k3s_edge_configuration_starts_an_edge_that_forwards_to_core() {
         ("tls/upstream/ca.crt", &stack.internal.ca_file),
         ("tls/upstream/tls.crt", &stack.edge_client.cert),
         ("tls/upstream/tls.key", &stack.edge_client.key),
-        (
-            "token/token-public-key.pem",
-            &stack.site.dir.path().join("token.pub.pem"),
-        ),
+        ("token/token-public-key.pem", &stack.token_public_key),
     ];
     for (to, from) in files {
         let to = etc.path().join(to);
